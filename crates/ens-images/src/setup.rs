@@ -1,0 +1,115 @@
+//! First-start work on a store: the public catalog and the owner account.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use ens_domain::{AccessKeyId, AccountId};
+use ens_store::Store;
+use rand::distributions::{Alphanumeric, DistString};
+use rand::Rng;
+
+use crate::catalog;
+
+/// Environment variables that choose the owner's AccessKey on first start.
+const ROOT_KEY_ID_VAR: &str = "ENS_IMAGES_ROOT_ACCESS_KEY_ID";
+const ROOT_KEY_SECRET_VAR: &str = "ENS_IMAGES_ROOT_ACCESS_KEY_SECRET";
+
+/// File, in the data directory, that receives a generated owner key.
+pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.json";
+
+/// Loads the operator's catalog (replacing the public images), or the built-in one into a
+/// store that has none yet.
+pub async fn load_catalog(store: &dyn Store, operator_catalog: Option<&str>) -> anyhow::Result<()> {
+    let (text, origin) = match operator_catalog {
+        Some(text) => (text, "--catalog"),
+        None if store.has_catalog().await? => return Ok(()),
+        None => (catalog::BUILT_IN, "built-in catalog"),
+    };
+    let catalog = catalog::parse(text).with_context(|| format!("invalid catalog ({origin})"))?;
+    let mut nodes = store.nodes().await?;
+    nodes.extend(catalog.nodes.iter().cloned());
+    nodes.sort();
+    nodes.dedup();
+    let new_nodes = catalog.nodes.clone();
+    let images = catalog.images_on(&nodes);
+    store.replace_catalog(&new_nodes, &images).await?;
+    tracing::info!(
+        images = images.len(),
+        nodes = nodes.len(),
+        origin,
+        "public catalog loaded"
+    );
+    Ok(())
+}
+
+fn random_account_id() -> anyhow::Result<AccountId> {
+    let mut rng = rand::thread_rng();
+    let digits: String = std::iter::once(char::from(b'1' + rng.gen_range(0..9u8)))
+        .chain((0..15).map(|_| char::from(b'0' + rng.gen_range(0..10u8))))
+        .collect();
+    Ok(AccountId::parse("AccountId", &digits)?)
+}
+
+/// Creates the owner account and its AccessKey in a store without accounts.
+///
+/// The key comes from the environment when both variables are set; otherwise a random pair
+/// is written to `root-credentials.json` (mode 0600) in the data directory. The secret is
+/// never logged.
+pub async fn ensure_owner_account(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    let from_env = match (std::env::var(ROOT_KEY_ID_VAR), std::env::var(ROOT_KEY_SECRET_VAR)) {
+        (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+        _ => None,
+    };
+    if store.has_accounts().await? {
+        if from_env.is_some() {
+            tracing::info!(
+                "store already has its owner account; {ROOT_KEY_ID_VAR} is only read on first start"
+            );
+        }
+        return Ok(());
+    }
+    let account = random_account_id()?;
+    let now = time::OffsetDateTime::now_utc();
+    if let Some((id, secret)) = from_env {
+        let key = AccessKeyId::parse(&id)
+            .with_context(|| format!("{ROOT_KEY_ID_VAR} is not a valid AccessKey ID"))?;
+        store
+            .create_account_with_key(&account, &key, &secret, now)
+            .await?;
+        tracing::info!(%account, access_key_id = %key, "owner account created with the AccessKey from {ROOT_KEY_ID_VAR}");
+        return Ok(());
+    }
+    let key_id = format!("LTAI{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 20));
+    let key = AccessKeyId::parse(&key_id)?;
+    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 30);
+    let path = data_dir.join(ROOT_CREDENTIALS_FILE);
+    write_private_file(
+        &path,
+        &serde_json::to_vec_pretty(&serde_json::json!({
+            "AccountId": account.as_str(),
+            "AccessKeyId": key_id,
+            "AccessKeySecret": secret,
+        }))?,
+    )?;
+    store
+        .create_account_with_key(&account, &key, &secret, now)
+        .await?;
+    tracing::info!(%account, access_key_id = %key, path = %path.display(), "owner account created; its AccessKey secret is in the credentials file");
+    eprintln!("ens-images: owner AccessKey written to {}", path.display());
+    Ok(())
+}
+
+/// Writes `contents` to a new file readable by its owner only.
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}

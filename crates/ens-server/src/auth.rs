@@ -1,0 +1,41 @@
+//! Authentication: who signed the call, and is the signature fresh and genuine.
+
+use ens_domain::{AccessKeyId, AccessKeyStatus, AccountId};
+use ens_protocol::{AccessKeySecret, ApiError, Credentials, ErrorCode};
+use time::OffsetDateTime;
+
+use crate::error::ServerError;
+use crate::AppState;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The account the key acts for.
+    pub account: AccountId,
+}
+
+/// Runs the checks in the documented order: key lookup, signature, timestamp, nonce. The
+/// nonce is claimed last, so unauthenticated traffic cannot burn a caller's nonces.
+pub async fn authenticate(
+    state: &AppState,
+    credentials: &Credentials,
+    now: OffsetDateTime,
+) -> Result<Caller, ServerError> {
+    let not_found = || ApiError::new(ErrorCode::InvalidAccessKeyIdNotFound);
+    let key_id = AccessKeyId::parse(&credentials.access_key_id).map_err(|_| not_found())?;
+    let key = state.store.access_key(&key_id).await?.ok_or_else(not_found)?;
+    if key.status == AccessKeyStatus::Inactive {
+        return Err(ApiError::new(ErrorCode::InvalidAccessKeyIdInactive).into());
+    }
+    credentials.verify(&AccessKeySecret::new(key.secret))?;
+    credentials.check_clock(now)?;
+    let expires_at = now + state.config.nonce_window;
+    if !state
+        .store
+        .claim_nonce(&key_id, &credentials.nonce, now, expires_at)
+        .await?
+    {
+        return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into());
+    }
+    Ok(Caller { account: key.account })
+}
