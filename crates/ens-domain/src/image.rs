@@ -139,6 +139,116 @@ pub struct DiskDeviceMapping {
     pub image_id: String,
 }
 
+/// Where a custom image is in its life, as `DescribeSelfImages` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageStatus {
+    /// Accepted; the source is being captured.
+    Creating,
+    /// The disks are being packed into image files.
+    Packing,
+    /// The image files are being uploaded to storage.
+    Uploading,
+    /// Packing failed; the image cannot be used and may be deleted.
+    PackFailed,
+    /// Uploading failed; the image cannot be used and may be deleted.
+    UploadFailed,
+    /// Ready; the only status other operations accept.
+    Available,
+    /// Withdrawn by the operator.
+    Unavailable,
+    /// Being copied to another node.
+    Copying,
+}
+
+impl ImageStatus {
+    /// Every status, for parsing.
+    pub const ALL: [Self; 8] = [
+        Self::Creating,
+        Self::Packing,
+        Self::Uploading,
+        Self::PackFailed,
+        Self::UploadFailed,
+        Self::Available,
+        Self::Unavailable,
+        Self::Copying,
+    ];
+
+    /// The cloud's spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "Creating",
+            Self::Packing => "Packing",
+            Self::Uploading => "Uploading",
+            Self::PackFailed => "Pack_failed",
+            Self::UploadFailed => "Upload_failed",
+            Self::Available => "Available",
+            Self::Unavailable => "Unavailable",
+            Self::Copying => "Copying",
+        }
+    }
+
+    /// Reads the cloud's spelling back.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == value)
+    }
+
+    /// Whether the image is still being built (and so may not be deleted yet).
+    #[must_use]
+    pub fn is_building(self) -> bool {
+        matches!(
+            self,
+            Self::Creating | Self::Packing | Self::Uploading | Self::Copying
+        )
+    }
+
+    /// The status after the current build step ends, given where (if anywhere) the build is
+    /// set to fail. `None` when the image is not being built.
+    #[must_use]
+    pub fn after_build_step(self, failure: Option<BuildFailure>) -> Option<Self> {
+        match (self, failure) {
+            (Self::Creating, _) => Some(Self::Packing),
+            (Self::Packing, Some(BuildFailure::Pack)) => Some(Self::PackFailed),
+            (Self::Packing, _) => Some(Self::Uploading),
+            (Self::Uploading, Some(BuildFailure::Upload)) => Some(Self::UploadFailed),
+            (Self::Uploading, _) => Some(Self::Available),
+            _ => None,
+        }
+    }
+}
+
+/// Where the build of an image from a given source fails: a registry setting that lets tests
+/// and demonstrations reach the failure statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildFailure {
+    /// Packing fails (`Pack_failed`).
+    Pack,
+    /// Uploading fails (`Upload_failed`).
+    Upload,
+}
+
+impl BuildFailure {
+    /// The spelling used by the admin command and the store.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pack => "pack",
+            Self::Upload => "upload",
+        }
+    }
+
+    /// Reads the spelling back.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pack" => Some(Self::Pack),
+            "upload" => Some(Self::Upload),
+            _ => None,
+        }
+    }
+}
+
 /// An image as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
@@ -164,6 +274,24 @@ pub struct Image {
     pub nodes: Vec<NodeId>,
     /// The image's disks.
     pub disk_device_mappings: Vec<DiskDeviceMapping>,
+    /// Life-cycle status; public images are always `Available`.
+    pub status: ImageStatus,
+    /// The instance the image was made from, if any.
+    pub instance_id: Option<String>,
+    /// Instance family it runs on: `ens_vm`, `arm_vm`, `bare_metal`, ...
+    pub compute_type: String,
+    /// Version of the operating system, e.g. `7.9`.
+    pub os_version: String,
+    /// Free text shown by `DescribeImageInfos`.
+    pub description: String,
+}
+
+impl Image {
+    /// Storage footprint in GiB: the sum of its disks, as `ImageStorageSize` reports it.
+    #[must_use]
+    pub fn storage_size_gib(&self) -> u64 {
+        self.disk_device_mappings.iter().map(|disk| disk.size_gib).sum()
+    }
 }
 
 /// How an image relates to the caller, as `ImageOwnerAlias` reports it.

@@ -9,9 +9,16 @@
 pub mod account;
 pub mod image;
 pub mod page;
+pub mod rules;
+pub mod source;
 pub mod validation;
 
 pub use account::{AccessKeyId, AccessKeyStatus, AccountId};
-pub use image::{DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, ImageView, NodeId};
+pub use image::{
+    BuildFailure, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, ImageStatus, ImageView,
+    NodeId,
+};
 pub use page::{Page, PageNumber, PageRequest, PageSize};
+pub use rules::ImageError;
+pub use source::{Instance, Snapshot};
 pub use validation::InvalidField;

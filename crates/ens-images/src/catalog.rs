@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use anyhow::{anyhow, bail, Context};
 use ens_domain::image::{validate_image_name, validate_resource_id};
-use ens_domain::{DiskDeviceMapping, Image, ImageId, NodeId};
+use ens_domain::{DiskDeviceMapping, Image, ImageId, ImageStatus, NodeId};
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -92,6 +92,12 @@ struct Entry {
     snapshot_id: Option<String>,
     #[serde(default, rename = "OSType")]
     os_type: Option<String>,
+    #[serde(default, rename = "OSVersion")]
+    os_version: Option<String>,
+    #[serde(default)]
+    compute_type: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
     #[serde(default)]
     image_owner_alias: Option<String>,
     #[serde(default)]
@@ -213,6 +219,25 @@ fn convert(entry: Entry) -> anyhow::Result<Image> {
         snapshot_id: entry.snapshot_id,
         nodes,
         disk_device_mappings: disks,
+        status: ImageStatus::Available,
+        instance_id: None,
+        compute_type: match entry.compute_type {
+            Some(value) => one_of(
+                "ComputeType",
+                &value,
+                &[
+                    "ens_vm",
+                    "ens",
+                    "arm_vm",
+                    "bare_metal",
+                    "arm_bare_metal",
+                    "pcfarm",
+                ],
+            )?,
+            None => "ens_vm".to_owned(),
+        },
+        os_version: entry.os_version.unwrap_or_default(),
+        description: entry.description.unwrap_or_default(),
     })
 }
 

@@ -28,10 +28,14 @@ pub async fn load_catalog(store: &dyn Store, operator_catalog: Option<&str>) -> 
     };
     let catalog = catalog::parse(text).with_context(|| format!("invalid catalog ({origin})"))?;
     let mut nodes = store.nodes().await?;
-    nodes.extend(catalog.nodes.iter().cloned());
+    let mut new_nodes = catalog.nodes.clone();
+    if nodes.is_empty() && operator_catalog.is_some() {
+        // A new store always knows the built-in ENS nodes, whichever catalog it starts with.
+        new_nodes.extend(catalog::parse(catalog::BUILT_IN)?.nodes);
+    }
+    nodes.extend(new_nodes.iter().cloned());
     nodes.sort();
     nodes.dedup();
-    let new_nodes = catalog.nodes.clone();
     let images = catalog.images_on(&nodes);
     store.replace_catalog(&new_nodes, &images).await?;
     tracing::info!(

@@ -1,6 +1,11 @@
 //! The official SDKs' captured requests (protocol spec vectors), replayed through the whole
 //! request pipeline with the clock pinned to their timestamp.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed setup step should fail the test loudly"
+)]
+
 use std::sync::Arc;
 
 use axum::body::Body;

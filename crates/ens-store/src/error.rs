@@ -9,6 +9,12 @@ pub enum StoreError {
     /// A unique value (image ID, key ID) is already taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// A domain rule refused the change; nothing was written.
+    #[error(transparent)]
+    Image(#[from] ens_domain::ImageError),
+    /// A value the store refuses to keep because it would break an invariant.
+    #[error("invalid value: {0}")]
+    Invalid(String),
     /// The store holds data this code cannot read (hand-edited or from a newer version).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),

@@ -12,7 +12,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 use ens_domain::{
-    AccessKeyId, AccessKeyStatus, AccountId, Image, ImageId, ImageQuery, ImageView, NodeId, Page,
+    AccessKeyId, AccessKeyStatus, AccountId, Image, ImageId, ImageQuery, ImageView, Instance, NodeId, Page,
+    PageRequest, Snapshot,
 };
 use time::OffsetDateTime;
 
@@ -41,6 +42,66 @@ impl fmt::Debug for StoredAccessKey {
             .field("status", &self.status)
             .finish()
     }
+}
+
+/// An AccessKey as the admin command lists it: never with its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeySummary {
+    /// The key's public ID.
+    pub id: AccessKeyId,
+    /// The account it acts for.
+    pub account: AccountId,
+    /// Whether it may sign.
+    pub status: AccessKeyStatus,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+}
+
+/// An account as the admin command lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    /// The account ID.
+    pub id: AccountId,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+}
+
+/// A new custom image, before the store gives it an ID.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    /// Everything but the ID (which the store generates: `m-` plus 25 lower-case
+    /// alphanumerics, never reused).
+    pub image: Image,
+    /// When the first build step ends; `None` when the image is created `Available`.
+    pub build_due_at: Option<OffsetDateTime>,
+    /// Where the build is set to fail, copied from the source.
+    pub build_failure: Option<ens_domain::BuildFailure>,
+    /// Instance to release once the image is uploaded.
+    pub release_instance: Option<String>,
+}
+
+/// A `DescribeSelfImages` query: the caller's own and shared-in custom images.
+#[derive(Debug, Clone)]
+pub struct SelfImageQuery {
+    /// The caller.
+    pub viewer: AccountId,
+    /// Substring of the image ID.
+    pub image_id_contains: Option<String>,
+    /// Substring of the image name.
+    pub image_name_contains: Option<String>,
+    /// Exact snapshot ID.
+    pub snapshot_id: Option<String>,
+    /// Which page.
+    pub page: PageRequest,
+}
+
+/// One account an image is shared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageShare {
+    /// The account.
+    pub account: AccountId,
+    /// When the share was made.
+    pub created_at: OffsetDateTime,
 }
 
 /// Everything the service persists, in domain terms.
@@ -88,21 +149,105 @@ pub trait Store: Send + Sync + 'static {
     /// Whether `node` is a known ENS node.
     async fn node_exists(&self, node: &NodeId) -> StoreResult<bool>;
 
-    /// Adds a custom image (owner set) or a public one (owner `None`).
-    ///
-    /// # Errors
-    /// `StoreError::Conflict` when the ID is taken, `StoreError::NotFound` for an unknown node.
-    async fn insert_image(&self, image: &Image) -> StoreResult<()>;
+    /// Creates an account (without keys).
+    async fn create_account(&self, account: &AccountId, now: OffsetDateTime) -> StoreResult<()>;
 
-    /// Shares a custom image with another account; sharing twice is a no-op.
+    /// Adds an active AccessKey to an existing account.
     ///
     /// # Errors
-    /// `StoreError::NotFound` when the image or the account does not exist.
-    async fn share_image(&self, image: &ImageId, with: &AccountId, now: OffsetDateTime) -> StoreResult<()>;
+    /// `NotFound` for an unknown account, `Conflict` for a taken key ID.
+    async fn create_access_key(
+        &self,
+        account: &AccountId,
+        key: &AccessKeyId,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Every account, oldest first.
+    async fn accounts(&self) -> StoreResult<Vec<AccountSummary>>;
+
+    /// Every AccessKey (of one account, when given), without secrets.
+    async fn access_keys(&self, account: Option<&AccountId>) -> StoreResult<Vec<AccessKeySummary>>;
+
+    /// Registers an instance.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown owner or node, `Conflict` for a taken ID.
+    async fn add_instance(&self, instance: &Instance) -> StoreResult<()>;
+
+    /// Registers a snapshot.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown owner or node, `Conflict` for a taken ID.
+    async fn add_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()>;
+
+    /// A registered instance.
+    async fn instance(&self, id: &str) -> StoreResult<Option<Instance>>;
+
+    /// A registered snapshot.
+    async fn snapshot(&self, id: &str) -> StoreResult<Option<Snapshot>>;
+
+    /// Every registered instance and snapshot.
+    async fn sources(&self) -> StoreResult<(Vec<Instance>, Vec<Snapshot>)>;
+
+    /// Stores a new custom image under a fresh ID and returns it.
+    async fn create_image(&self, new: NewImage) -> StoreResult<Image>;
+
+    /// Moves every image whose build step ended by `now` to its next status; the next step
+    /// ends `step` later. Each transition happens once, whoever calls this. Returns how many
+    /// images moved.
+    async fn advance_image_builds(&self, now: OffsetDateTime, step: std::time::Duration) -> StoreResult<u64>;
+
+    /// An image `viewer` can see (public, own or shared-in), in any status.
+    async fn visible_image(&self, viewer: &AccountId, id: &ImageId) -> StoreResult<Option<ImageView>>;
+
+    /// Renames an image of `owner`.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when a rule of `ens_domain::rules` refuses it.
+    async fn rename_image(&self, owner: &AccountId, id: &ImageId, name: &str) -> StoreResult<()>;
+
+    /// Deletes an image of `owner`, atomically with the rule checks.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when a rule of `ens_domain::rules` refuses it.
+    async fn delete_image(&self, owner: &AccountId, id: &ImageId) -> StoreResult<()>;
+
+    /// Adds and removes share targets of an image of `owner`, atomically.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when a rule of `ens_domain::rules` refuses it.
+    async fn modify_image_shares(
+        &self,
+        owner: &AccountId,
+        id: &ImageId,
+        add: &[AccountId],
+        remove: &[AccountId],
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// One page of the accounts an image of `owner` is shared with, oldest share first.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when the caller does not own the image.
+    async fn image_shares(
+        &self,
+        owner: &AccountId,
+        id: &ImageId,
+        account: Option<&AccountId>,
+        page: PageRequest,
+    ) -> StoreResult<Page<ImageShare>>;
+
+    /// One page of the caller's own and shared-in custom images, in any status.
+    async fn describe_self_images(&self, query: &SelfImageQuery) -> StoreResult<Page<ImageView>>;
+
+    /// Every public image, with an OS type filter (case-insensitive).
+    async fn public_images(&self, os_type: Option<&str>) -> StoreResult<Vec<Image>>;
 
     /// One page of the images `query.viewer` may see, matching the query.
     ///
-    /// Order: public images first, then the viewer's own and shared-in images, each group in
-    /// the order the images entered the store.
+    /// Only `Available` images are listed. Order: public images first, then the viewer's own
+    /// and shared-in images, each group in the order the images entered the store.
     async fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>>;
 }

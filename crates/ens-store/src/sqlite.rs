@@ -1,8 +1,10 @@
 //! The embedded default backend: one SQLite database file in WAL mode.
 //!
 //! Durability: WAL with `synchronous = NORMAL` keeps every committed transaction through a
-//! crash or kill of the process; a power loss may roll back the last transactions. One
-//! process owns the file: several servers must share PostgreSQL, not SQLite.
+//! crash or kill of the process; a power loss may roll back the last transactions. Writes
+//! take the write lock up front (`BEGIN IMMEDIATE`), so the rule checks inside a write
+//! transaction see the state the write commits on. One process serves a store file at a
+//! time (the admin command may work beside it); several servers must share PostgreSQL.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,21 +12,31 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ens_domain::rules::{ensure_deletable, ensure_owner, ensure_shareable};
 use ens_domain::{
-    AccessKeyId, AccessKeyStatus, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery,
-    ImageView, NodeId, Page,
+    AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, ImageId,
+    ImageOwnerAlias, ImageQuery, ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Snapshot,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use rand::Rng;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::{Store, StoreError, StoreResult, StoredAccessKey};
+use crate::{
+    AccessKeySummary, AccountSummary, ImageShare, NewImage, SelfImageQuery, Store, StoreError, StoreResult,
+    StoredAccessKey,
+};
 
 /// Scope of the public images in `image_listing` and `listing_counts`.
 const SYSTEM_SCOPE: &str = "system";
 /// Node key of the listing over all nodes.
 const ALL_NODES: &str = "";
+/// Columns of `images` read by [`image_from_row`].
+const IMAGE_COLUMNS: &str = "seq, id, name, owner_id, architecture, platform, os_type, size_gib, \
+     creation_time, snapshot_id, status, instance_id, compute_type, os_version, description";
 
 /// A [`Store`] on one SQLite file.
 #[derive(Clone)]
@@ -67,6 +79,11 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
+
+    /// A write transaction holding the write lock from its first statement.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
 }
 
 fn format_time(value: OffsetDateTime) -> StoreResult<String> {
@@ -88,10 +105,36 @@ fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
 }
 
+fn millis(value: OffsetDateTime) -> StoreResult<i64> {
+    i64::try_from(value.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| StoreError::Corrupt("time out of range".into()))
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn account_from(value: &str) -> StoreResult<AccountId> {
+    AccountId::parse("account_id", value).map_err(corrupt)
+}
+
+fn node_from(value: &str) -> StoreResult<NodeId> {
+    NodeId::parse("node_id", value).map_err(corrupt)
+}
+
+fn new_custom_image_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..25)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect();
+    format!("m-{suffix}")
+}
+
 /// Adds `image_seq` to the listings of `scope` (all nodes and each of `nodes`) and bumps
-/// their counts, inside the caller's transaction.
+/// their counts.
 async fn add_to_listings(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     scope: &str,
     image_seq: i64,
     nodes: &[String],
@@ -103,7 +146,7 @@ async fn add_to_listings(
         .bind(scope)
         .bind(node)
         .bind(image_seq)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
         sqlx::query(
@@ -113,17 +156,52 @@ async fn add_to_listings(
         .bind(scope)
         .bind(node)
         .bind(to_i64(inserted, "row count")?)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
 }
 
-/// Writes one image with its nodes, disks and listings; returns its sequence number.
-async fn insert_image_in(tx: &mut Transaction<'_, Sqlite>, image: &Image) -> StoreResult<i64> {
+/// Removes `image_seq` from every listing of `scope` and lowers their counts.
+async fn remove_from_listings(conn: &mut SqliteConnection, scope: &str, image_seq: i64) -> StoreResult<()> {
+    let nodes: Vec<String> =
+        sqlx::query_scalar("DELETE FROM image_listing WHERE scope = ? AND image_seq = ? RETURNING node_id")
+            .bind(scope)
+            .bind(image_seq)
+            .fetch_all(&mut *conn)
+            .await?;
+    for node in nodes {
+        sqlx::query("UPDATE listing_counts SET count = count - 1 WHERE scope = ? AND node_id = ?")
+            .bind(scope)
+            .bind(node)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn image_nodes(conn: &mut SqliteConnection, seq: i64) -> StoreResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT node_id FROM image_nodes WHERE image_seq = ? ORDER BY position")
+            .bind(seq)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// Writes one image with its nodes and disks, and lists it if it is `Available`.
+async fn insert_image_in(conn: &mut SqliteConnection, new: &NewImage) -> StoreResult<i64> {
+    let image = &new.image;
+    if image.nodes.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "image {} is available on no node",
+            image.id
+        )));
+    }
     let inserted = sqlx::query(
-        "INSERT INTO images (id, name, owner_id, architecture, platform, os_type, size_gib, \
-         creation_time, snapshot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO images (id, name, owner_id, architecture, platform, os_type, size_gib, creation_time, \
+         snapshot_id, status, instance_id, compute_type, os_version, description, build_due_at, build_failure, \
+         release_instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(image.id.as_str())
     .bind(&image.name)
@@ -134,7 +212,15 @@ async fn insert_image_in(tx: &mut Transaction<'_, Sqlite>, image: &Image) -> Sto
     .bind(to_i64(image.size_gib, "image size")?)
     .bind(format_time(image.creation_time)?)
     .bind(image.snapshot_id.as_deref())
-    .execute(&mut **tx)
+    .bind(image.status.as_str())
+    .bind(image.instance_id.as_deref())
+    .bind(&image.compute_type)
+    .bind(&image.os_version)
+    .bind(&image.description)
+    .bind(new.build_due_at.map(millis).transpose()?)
+    .bind(new.build_failure.map(BuildFailure::as_str))
+    .bind(new.release_instance.as_deref())
+    .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
         return Err(StoreError::Conflict(format!("image {}", image.id)));
@@ -144,7 +230,7 @@ async fn insert_image_in(tx: &mut Transaction<'_, Sqlite>, image: &Image) -> Sto
     for (position, node) in image.nodes.iter().enumerate() {
         let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE id = ?")
             .bind(node.as_str())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *conn)
             .await?;
         if known.is_none() {
             return Err(StoreError::NotFound(format!("node {node}")));
@@ -153,7 +239,7 @@ async fn insert_image_in(tx: &mut Transaction<'_, Sqlite>, image: &Image) -> Sto
             .bind(seq)
             .bind(to_i64(position as u64, "node position")?)
             .bind(node.as_str())
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
         nodes.push(node.as_str().to_owned());
     }
@@ -168,31 +254,26 @@ async fn insert_image_in(tx: &mut Transaction<'_, Sqlite>, image: &Image) -> Sto
         .bind(to_i64(disk.size_gib, "disk size")?)
         .bind(&disk.format)
         .bind(&disk.image_id)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
-    let scope = image.owner.as_ref().map_or(SYSTEM_SCOPE, AccountId::as_str);
-    add_to_listings(tx, scope, seq, &nodes).await?;
+    if image.status == ImageStatus::Available {
+        let scope = image.owner.as_ref().map_or(SYSTEM_SCOPE, AccountId::as_str);
+        add_to_listings(conn, scope, seq, &nodes).await?;
+    }
     Ok(seq)
 }
 
-/// Columns of `images` read by [`image_from_row`].
-const IMAGE_COLUMNS: &str = "seq, id, name, owner_id, architecture, platform, os_type, size_gib, \
-                             creation_time, snapshot_id";
-
 /// An image row without its nodes and disks, plus its sequence number.
-fn image_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(i64, Image)> {
+fn image_from_row(row: &SqliteRow) -> StoreResult<(i64, Image)> {
     let id: String = row.try_get("id")?;
     let owner: Option<String> = row.try_get("owner_id")?;
-    let owner = owner
-        .map(|value| AccountId::parse("owner_id", &value))
-        .transpose()
-        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
     let creation_time: String = row.try_get("creation_time")?;
+    let status: String = row.try_get("status")?;
     let image = Image {
-        id: ImageId::parse(&id).map_err(|error| StoreError::Corrupt(error.to_string()))?,
+        id: ImageId::parse(&id).map_err(corrupt)?,
         name: row.try_get("name")?,
-        owner,
+        owner: owner.as_deref().map(account_from).transpose()?,
         architecture: row.try_get("architecture")?,
         platform: row.try_get("platform")?,
         os_type: row.try_get("os_type")?,
@@ -201,22 +282,201 @@ fn image_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(i64, Image)> {
         snapshot_id: row.try_get("snapshot_id")?,
         nodes: Vec::new(),
         disk_device_mappings: Vec::new(),
+        status: ImageStatus::parse(&status).ok_or_else(|| corrupt(format!("image status {status:?}")))?,
+        instance_id: row.try_get("instance_id")?,
+        compute_type: row.try_get("compute_type")?,
+        os_version: row.try_get("os_version")?,
+        description: row.try_get("description")?,
     };
     Ok((row.try_get("seq")?, image))
 }
 
+/// The image row with this ID (no nodes or disks), whoever owns it.
+async fn image_by_id(conn: &mut SqliteConnection, id: &ImageId) -> StoreResult<Option<(i64, Image)>> {
+    let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?");
+    let row = sqlx::query(&sql)
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(image_from_row).transpose()
+}
+
+async fn is_shared_with(conn: &mut SqliteConnection, seq: i64, account: &AccountId) -> StoreResult<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM image_shares WHERE image_seq = ? AND account_id = ?")
+            .bind(seq)
+            .bind(account.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// The image of `owner` with this ID, after the ownership rule.
+async fn owned_image(
+    conn: &mut SqliteConnection,
+    owner: &AccountId,
+    id: &ImageId,
+) -> StoreResult<(i64, Image)> {
+    let Some((seq, image)) = image_by_id(conn, id).await? else {
+        return Err(ImageError::NotFound.into());
+    };
+    let shared = is_shared_with(conn, seq, owner).await?;
+    ensure_owner(&image, owner, shared)?;
+    Ok((seq, image))
+}
+
+fn placeholders(count: usize) -> String {
+    vec!["?"; count].join(",")
+}
+
+/// Loads full images (nodes and disks included) for `seqs`, in that order.
+async fn load_images(conn: &mut SqliteConnection, seqs: &[i64]) -> StoreResult<Vec<Image>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = placeholders(seqs.len());
+    let mut images: HashMap<i64, Image> = HashMap::with_capacity(seqs.len());
+    let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE seq IN ({marks})");
+    let mut query = sqlx::query(&sql);
+    for seq in seqs {
+        query = query.bind(seq);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        let (seq, image) = image_from_row(&row)?;
+        images.insert(seq, image);
+    }
+    let sql =
+        format!("SELECT image_seq, node_id FROM image_nodes WHERE image_seq IN ({marks}) ORDER BY image_seq, position");
+    let mut query = sqlx::query(&sql);
+    for seq in seqs {
+        query = query.bind(seq);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        let seq: i64 = row.try_get("image_seq")?;
+        let node: String = row.try_get("node_id")?;
+        if let Some(image) = images.get_mut(&seq) {
+            image.nodes.push(node_from(&node)?);
+        }
+    }
+    let sql = format!(
+        "SELECT image_seq, disk_type, size_gib, format, file_id FROM image_disks \
+         WHERE image_seq IN ({marks}) ORDER BY image_seq, position"
+    );
+    let mut query = sqlx::query(&sql);
+    for seq in seqs {
+        query = query.bind(seq);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        let seq: i64 = row.try_get("image_seq")?;
+        if let Some(image) = images.get_mut(&seq) {
+            image.disk_device_mappings.push(DiskDeviceMapping {
+                disk_type: row.try_get("disk_type")?,
+                size_gib: to_u64(row.try_get("size_gib")?, "disk size")?,
+                format: row.try_get("format")?,
+                image_id: row.try_get("file_id")?,
+            });
+        }
+    }
+    Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
+}
+
+fn views(images: Vec<Image>, viewer: &AccountId, node: Option<&NodeId>) -> Vec<ImageView> {
+    images
+        .into_iter()
+        .filter_map(|image| {
+            let region = node.cloned().or_else(|| image.nodes.first().cloned())?;
+            Some(ImageView {
+                alias: ImageOwnerAlias::of(image.owner.as_ref(), viewer),
+                region,
+                image,
+            })
+        })
+        .collect()
+}
+
+fn failure_from(value: Option<String>) -> StoreResult<Option<BuildFailure>> {
+    value
+        .map(|text| BuildFailure::parse(&text).ok_or_else(|| corrupt(format!("build failure {text:?}"))))
+        .transpose()
+}
+
+fn instance_from_row(row: &SqliteRow) -> StoreResult<Instance> {
+    let owner: String = row.try_get("owner_id")?;
+    let node: String = row.try_get("node_id")?;
+    let image: Option<String> = row.try_get("image_id")?;
+    let disks: String = row.try_get("data_disks_gib")?;
+    Ok(Instance {
+        id: row.try_get("id")?,
+        owner: account_from(&owner)?,
+        node: node_from(&node)?,
+        image_id: image
+            .as_deref()
+            .map(ImageId::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        platform: row.try_get("platform")?,
+        os_type: row.try_get("os_type")?,
+        os_version: row.try_get("os_version")?,
+        architecture: row.try_get("architecture")?,
+        compute_type: row.try_get("compute_type")?,
+        system_disk_gib: to_u64(row.try_get("system_disk_gib")?, "disk size")?,
+        data_disks_gib: disks
+            .split(',')
+            .filter(|size| !size.is_empty())
+            .map(|size| size.parse::<u64>().map_err(corrupt))
+            .collect::<StoreResult<_>>()?,
+        build_failure: failure_from(row.try_get("build_failure")?)?,
+    })
+}
+
+fn snapshot_from_row(row: &SqliteRow) -> StoreResult<Snapshot> {
+    let owner: String = row.try_get("owner_id")?;
+    let node: String = row.try_get("node_id")?;
+    Ok(Snapshot {
+        id: row.try_get("id")?,
+        owner: account_from(&owner)?,
+        node: node_from(&node)?,
+        instance_id: row.try_get("instance_id")?,
+        platform: row.try_get("platform")?,
+        os_type: row.try_get("os_type")?,
+        os_version: row.try_get("os_version")?,
+        architecture: row.try_get("architecture")?,
+        size_gib: to_u64(row.try_get("size_gib")?, "snapshot size")?,
+        build_failure: failure_from(row.try_get("build_failure")?)?,
+    })
+}
+
+/// Fails with `NotFound` naming `what` unless the row exists.
+async fn require_row(conn: &mut SqliteConnection, sql: &str, key: &str, what: &str) -> StoreResult<()> {
+    let found: Option<i64> = sqlx::query_scalar(sql)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if found.is_none() {
+        return Err(StoreError::NotFound(format!("{what} {key}")));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
-    async fn listing_count(&self, scope: &str, node: &str) -> StoreResult<u64> {
+    async fn listing_count(&self, conn: &mut SqliteConnection, scope: &str, node: &str) -> StoreResult<u64> {
         let count: Option<i64> =
             sqlx::query_scalar("SELECT count FROM listing_counts WHERE scope = ? AND node_id = ?")
                 .bind(scope)
                 .bind(node)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
         to_u64(count.unwrap_or(0), "listing count")
     }
 
-    async fn listing_page(&self, scope: &str, node: &str, offset: u64, limit: u64) -> StoreResult<Vec<i64>> {
+    async fn listing_page(
+        &self,
+        conn: &mut SqliteConnection,
+        scope: &str,
+        node: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<i64>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -228,79 +488,29 @@ impl SqliteStore {
         .bind(node)
         .bind(to_i64(limit, "limit")?)
         .bind(to_i64(offset, "offset")?)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?)
     }
 
-    /// Loads full images (nodes and disks included) for `seqs`, in that order.
-    async fn load_images(&self, seqs: &[i64]) -> StoreResult<Vec<Image>> {
-        if seqs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders = vec!["?"; seqs.len()].join(",");
-        let mut images: HashMap<i64, Image> = HashMap::with_capacity(seqs.len());
-        let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE seq IN ({placeholders})");
-        let mut query = sqlx::query(&sql);
-        for seq in seqs {
-            query = query.bind(seq);
-        }
-        for row in query.fetch_all(&self.pool).await? {
-            let (seq, image) = image_from_row(&row)?;
-            images.insert(seq, image);
-        }
-        let sql = format!(
-            "SELECT image_seq, node_id FROM image_nodes WHERE image_seq IN ({placeholders}) \
-             ORDER BY image_seq, position"
-        );
-        let mut query = sqlx::query(&sql);
-        for seq in seqs {
-            query = query.bind(seq);
-        }
-        for row in query.fetch_all(&self.pool).await? {
-            let seq: i64 = row.try_get("image_seq")?;
-            let node: String = row.try_get("node_id")?;
-            let node =
-                NodeId::parse("node_id", &node).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-            if let Some(image) = images.get_mut(&seq) {
-                image.nodes.push(node);
-            }
-        }
-        let sql = format!(
-            "SELECT image_seq, disk_type, size_gib, format, file_id FROM image_disks \
-             WHERE image_seq IN ({placeholders}) ORDER BY image_seq, position"
-        );
-        let mut query = sqlx::query(&sql);
-        for seq in seqs {
-            query = query.bind(seq);
-        }
-        for row in query.fetch_all(&self.pool).await? {
-            let seq: i64 = row.try_get("image_seq")?;
-            if let Some(image) = images.get_mut(&seq) {
-                image.disk_device_mappings.push(DiskDeviceMapping {
-                    disk_type: row.try_get("disk_type")?,
-                    size_gib: to_u64(row.try_get("size_gib")?, "disk size")?,
-                    format: row.try_get("format")?,
-                    image_id: row.try_get("file_id")?,
-                });
-            }
-        }
-        Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
-    }
-
     /// Listing path: no filter but (maybe) the node; cost is independent of catalog size.
-    async fn page_from_listings(&self, query: &ImageQuery, node: &str) -> StoreResult<(Vec<i64>, u64)> {
+    async fn page_from_listings(
+        &self,
+        conn: &mut SqliteConnection,
+        query: &ImageQuery,
+        node: &str,
+    ) -> StoreResult<(Vec<i64>, u64)> {
         let viewer = query.viewer.as_str();
-        let system_total = self.listing_count(SYSTEM_SCOPE, node).await?;
-        let own_total = self.listing_count(viewer, node).await?;
+        let system_total = self.listing_count(conn, SYSTEM_SCOPE, node).await?;
+        let own_total = self.listing_count(conn, viewer, node).await?;
         let (offset, limit) = (query.page.offset(), query.page.limit());
         let mut seqs = Vec::new();
         if offset < system_total {
-            seqs = self.listing_page(SYSTEM_SCOPE, node, offset, limit).await?;
+            seqs = self.listing_page(conn, SYSTEM_SCOPE, node, offset, limit).await?;
             let remaining = limit.saturating_sub(seqs.len() as u64);
-            seqs.extend(self.listing_page(viewer, node, 0, remaining).await?);
+            seqs.extend(self.listing_page(conn, viewer, node, 0, remaining).await?);
         } else if offset - system_total < own_total {
             seqs = self
-                .listing_page(viewer, node, offset - system_total, limit)
+                .listing_page(conn, viewer, node, offset - system_total, limit)
                 .await?;
         }
         Ok((seqs, system_total + own_total))
@@ -308,9 +518,14 @@ impl SqliteStore {
 
     /// Filter path: an exact ID, name or snapshot narrows the candidates through an index,
     /// so the cost grows with the matches, not with the catalog.
-    async fn page_from_filters(&self, query: &ImageQuery) -> StoreResult<(Vec<i64>, u64)> {
+    async fn page_from_filters(
+        &self,
+        conn: &mut SqliteConnection,
+        query: &ImageQuery,
+    ) -> StoreResult<(Vec<i64>, u64)> {
         let viewer = query.viewer.as_str();
         let mut conditions = vec![
+            "i.status = 'Available'",
             "(i.owner_id IS NULL OR i.owner_id = ? OR EXISTS (SELECT 1 FROM image_shares s \
              WHERE s.image_seq = i.seq AND s.account_id = ?))",
         ];
@@ -333,26 +548,42 @@ impl SqliteStore {
             values.push(node.as_str());
         }
         let filter = conditions.join(" AND ");
-        let count_sql = format!("SELECT COUNT(*) FROM images i WHERE {filter}");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        for value in &values {
-            count = count.bind(*value);
-        }
-        let total = count.fetch_one(&self.pool).await?;
-        let page_sql = format!(
-            "SELECT i.seq FROM images i WHERE {filter} ORDER BY (i.owner_id IS NOT NULL), i.seq LIMIT ? OFFSET ?"
-        );
-        let mut page = sqlx::query_scalar::<_, i64>(&page_sql);
-        for value in &values {
-            page = page.bind(*value);
-        }
-        let seqs = page
-            .bind(to_i64(query.page.limit(), "limit")?)
-            .bind(to_i64(query.page.offset(), "offset")?)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok((seqs, to_u64(total, "count")?))
+        paged_seqs(
+            conn,
+            &format!("FROM images i WHERE {filter}"),
+            "(i.owner_id IS NOT NULL), i.seq",
+            &values,
+            query.page,
+        )
+        .await
     }
+}
+
+/// Runs `SELECT COUNT(*) {from}` and `SELECT i.seq {from} ORDER BY {order}` for one page.
+async fn paged_seqs(
+    conn: &mut SqliteConnection,
+    from: &str,
+    order: &str,
+    values: &[&str],
+    page: PageRequest,
+) -> StoreResult<(Vec<i64>, u64)> {
+    let count_sql = format!("SELECT COUNT(*) {from}");
+    let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+    for value in values {
+        count = count.bind(*value);
+    }
+    let total = count.fetch_one(&mut *conn).await?;
+    let page_sql = format!("SELECT i.seq {from} ORDER BY {order} LIMIT ? OFFSET ?");
+    let mut rows = sqlx::query_scalar::<_, i64>(&page_sql);
+    for value in values {
+        rows = rows.bind(*value);
+    }
+    let seqs = rows
+        .bind(to_i64(page.limit(), "limit")?)
+        .bind(to_i64(page.offset(), "offset")?)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((seqs, to_u64(total, "count")?))
 }
 
 #[async_trait]
@@ -367,8 +598,7 @@ impl Store for SqliteStore {
         let status: String = row.try_get("status")?;
         Ok(Some(StoredAccessKey {
             id: id.clone(),
-            account: AccountId::parse("account_id", &account)
-                .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+            account: account_from(&account)?,
             secret: row.try_get("secret")?,
             status: AccessKeyStatus::from_stored(&status),
         }))
@@ -419,33 +649,79 @@ impl Store for SqliteStore {
         secret: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        let now = format_time(now)?;
-        let mut tx = self.pool.begin().await?;
-        let created =
-            sqlx::query("INSERT INTO accounts (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                .bind(account.as_str())
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
-        if created.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("account {account}")));
-        }
-        let created = sqlx::query(
-            "INSERT INTO access_keys (id, account_id, secret, status, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(key.as_str())
-        .bind(account.as_str())
-        .bind(secret)
-        .bind(AccessKeyStatus::Active.as_str())
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        if created.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("AccessKey {key}")));
-        }
+        let mut tx = self.begin_write().await?;
+        insert_account(&mut tx, account, now).await?;
+        insert_key(&mut tx, account, key, secret, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn create_account(&self, account: &AccountId, now: OffsetDateTime) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        insert_account(&mut tx, account, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_access_key(
+        &self,
+        account: &AccountId,
+        key: &AccessKeyId,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        require_row(
+            &mut tx,
+            "SELECT 1 FROM accounts WHERE id = ?",
+            account.as_str(),
+            "account",
+        )
+        .await?;
+        insert_key(&mut tx, account, key, secret, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn accounts(&self) -> StoreResult<Vec<AccountSummary>> {
+        let rows = sqlx::query("SELECT id, created_at FROM accounts ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let created: String = row.try_get("created_at")?;
+                Ok(AccountSummary {
+                    id: account_from(&id)?,
+                    created_at: parse_time(&created)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn access_keys(&self, account: Option<&AccountId>) -> StoreResult<Vec<AccessKeySummary>> {
+        let rows = sqlx::query(
+            "SELECT id, account_id, status, created_at FROM access_keys \
+             WHERE ? IS NULL OR account_id = ? ORDER BY created_at, id",
+        )
+        .bind(account.map(AccountId::as_str))
+        .bind(account.map(AccountId::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let account: String = row.try_get("account_id")?;
+                let status: String = row.try_get("status")?;
+                let created: String = row.try_get("created_at")?;
+                Ok(AccessKeySummary {
+                    id: AccessKeyId::parse(&id).map_err(corrupt)?,
+                    account: account_from(&account)?,
+                    status: AccessKeyStatus::from_stored(&status),
+                    created_at: parse_time(&created)?,
+                })
+            })
+            .collect()
     }
 
     async fn has_catalog(&self) -> StoreResult<bool> {
@@ -457,7 +733,7 @@ impl Store for SqliteStore {
     }
 
     async fn replace_catalog(&self, nodes: &[NodeId], images: &[Image]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM images WHERE owner_id IS NULL")
             .execute(&mut *tx)
             .await?;
@@ -472,7 +748,16 @@ impl Store for SqliteStore {
                 .await?;
         }
         for image in images {
-            insert_image_in(&mut tx, image).await?;
+            let public = NewImage {
+                image: Image {
+                    owner: None,
+                    ..image.clone()
+                },
+                build_due_at: None,
+                build_failure: None,
+                release_instance: None,
+            };
+            insert_image_in(&mut tx, &public).await?;
         }
         sqlx::query(
             "INSERT INTO store_metadata (name, value) VALUES ('catalog_loaded', ?) \
@@ -489,9 +774,7 @@ impl Store for SqliteStore {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM nodes ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        ids.iter()
-            .map(|id| NodeId::parse("node_id", id).map_err(|error| StoreError::Corrupt(error.to_string())))
-            .collect()
+        ids.iter().map(|id| node_from(id)).collect()
     }
 
     async fn node_exists(&self, node: &NodeId) -> StoreResult<bool> {
@@ -502,75 +785,450 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
-    async fn insert_image(&self, image: &Image) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_image_in(&mut tx, image).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn share_image(&self, image: &ImageId, with: &AccountId, now: OffsetDateTime) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let seq: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM images WHERE id = ? AND owner_id IS NOT NULL")
-                .bind(image.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(seq) = seq else {
-            return Err(StoreError::NotFound(format!("custom image {image}")));
-        };
-        let account: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = ?")
-            .bind(with.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if account.is_none() {
-            return Err(StoreError::NotFound(format!("account {with}")));
-        }
-        let shared = sqlx::query(
-            "INSERT INTO image_shares (image_seq, account_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    async fn add_instance(&self, instance: &Instance) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        require_row(
+            &mut tx,
+            "SELECT 1 FROM accounts WHERE id = ?",
+            instance.owner.as_str(),
+            "account",
         )
-        .bind(seq)
-        .bind(with.as_str())
-        .bind(format_time(now)?)
+        .await?;
+        require_row(
+            &mut tx,
+            "SELECT 1 FROM nodes WHERE id = ?",
+            instance.node.as_str(),
+            "node",
+        )
+        .await?;
+        let disks = instance
+            .data_disks_gib
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let inserted = sqlx::query(
+            "INSERT INTO instances (id, owner_id, node_id, image_id, platform, os_type, os_version, architecture, \
+             compute_type, system_disk_gib, data_disks_gib, build_failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&instance.id)
+        .bind(instance.owner.as_str())
+        .bind(instance.node.as_str())
+        .bind(instance.image_id.as_ref().map(ImageId::as_str))
+        .bind(&instance.platform)
+        .bind(&instance.os_type)
+        .bind(&instance.os_version)
+        .bind(&instance.architecture)
+        .bind(&instance.compute_type)
+        .bind(to_i64(instance.system_disk_gib, "disk size")?)
+        .bind(disks)
+        .bind(instance.build_failure.map(BuildFailure::as_str))
         .execute(&mut *tx)
         .await?;
-        if shared.rows_affected() == 1 {
-            let nodes: Vec<String> =
-                sqlx::query_scalar("SELECT node_id FROM image_nodes WHERE image_seq = ? ORDER BY position")
-                    .bind(seq)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            add_to_listings(&mut tx, with.as_str(), seq, &nodes).await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("instance {}", instance.id)));
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>> {
-        let filtered = query.image_id.is_some() || query.image_name.is_some() || query.snapshot_id.is_some();
-        let (seqs, total_count) = if filtered {
-            self.page_from_filters(query).await?
-        } else {
-            let node = query.node.as_ref().map_or(ALL_NODES, NodeId::as_str);
-            self.page_from_listings(query, node).await?
-        };
-        let items = self
-            .load_images(&seqs)
+    async fn add_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        require_row(
+            &mut tx,
+            "SELECT 1 FROM accounts WHERE id = ?",
+            snapshot.owner.as_str(),
+            "account",
+        )
+        .await?;
+        require_row(
+            &mut tx,
+            "SELECT 1 FROM nodes WHERE id = ?",
+            snapshot.node.as_str(),
+            "node",
+        )
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO snapshots (id, owner_id, node_id, instance_id, platform, os_type, os_version, \
+             architecture, size_gib, build_failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&snapshot.id)
+        .bind(snapshot.owner.as_str())
+        .bind(snapshot.node.as_str())
+        .bind(snapshot.instance_id.as_deref())
+        .bind(&snapshot.platform)
+        .bind(&snapshot.os_type)
+        .bind(&snapshot.os_version)
+        .bind(&snapshot.architecture)
+        .bind(to_i64(snapshot.size_gib, "snapshot size")?)
+        .bind(snapshot.build_failure.map(BuildFailure::as_str))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("snapshot {}", snapshot.id)));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn instance(&self, id: &str) -> StoreResult<Option<Instance>> {
+        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn snapshot(&self, id: &str) -> StoreResult<Option<Snapshot>> {
+        let row = sqlx::query("SELECT * FROM snapshots WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(snapshot_from_row).transpose()
+    }
+
+    async fn sources(&self) -> StoreResult<(Vec<Instance>, Vec<Snapshot>)> {
+        let instances = sqlx::query("SELECT * FROM instances ORDER BY id")
+            .fetch_all(&self.pool)
             .await?
-            .into_iter()
-            .filter_map(|image| {
-                let region = query.node.clone().or_else(|| image.nodes.first().cloned())?;
-                Some(ImageView {
-                    alias: ImageOwnerAlias::of(image.owner.as_ref(), &query.viewer),
-                    region,
-                    image,
+            .iter()
+            .map(instance_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let snapshots = sqlx::query("SELECT * FROM snapshots ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(snapshot_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((instances, snapshots))
+    }
+
+    async fn create_image(&self, mut new: NewImage) -> StoreResult<Image> {
+        // A collision among 36^25 IDs is next to impossible; a few retries make it harmless.
+        for _ in 0..5 {
+            new.image.id = ImageId::parse(&new_custom_image_id()).map_err(corrupt)?;
+            let mut tx = self.begin_write().await?;
+            match insert_image_in(&mut tx, &new).await {
+                Ok(_) => {
+                    tx.commit().await?;
+                    return Ok(new.image);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Conflict("fresh image ID".into()))
+    }
+
+    async fn advance_image_builds(&self, now: OffsetDateTime, step: Duration) -> StoreResult<u64> {
+        let now_ms = millis(now)?;
+        let next_due = millis(now + step)?;
+        let mut tx = self.begin_write().await?;
+        let due = sqlx::query(
+            "SELECT seq, owner_id, status, build_failure, release_instance FROM images \
+             WHERE build_due_at IS NOT NULL AND build_due_at <= ? ORDER BY build_due_at LIMIT 500",
+        )
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut moved = 0;
+        for row in &due {
+            let seq: i64 = row.try_get("seq")?;
+            let status: String = row.try_get("status")?;
+            let status =
+                ImageStatus::parse(&status).ok_or_else(|| corrupt(format!("image status {status:?}")))?;
+            let failure = failure_from(row.try_get("build_failure")?)?;
+            let Some(next) = status.after_build_step(failure) else {
+                sqlx::query("UPDATE images SET build_due_at = NULL WHERE seq = ?")
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            };
+            let due_at = next.is_building().then_some(next_due);
+            sqlx::query("UPDATE images SET status = ?, build_due_at = ? WHERE seq = ? AND status = ?")
+                .bind(next.as_str())
+                .bind(due_at)
+                .bind(seq)
+                .bind(status.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if next == ImageStatus::Available {
+                let owner: Option<String> = row.try_get("owner_id")?;
+                let nodes = image_nodes(&mut tx, seq).await?;
+                add_to_listings(&mut tx, owner.as_deref().unwrap_or(SYSTEM_SCOPE), seq, &nodes).await?;
+                let release: Option<String> = row.try_get("release_instance")?;
+                if let Some(instance) = release {
+                    sqlx::query("DELETE FROM instances WHERE id = ?")
+                        .bind(instance)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            moved += 1;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn visible_image(&self, viewer: &AccountId, id: &ImageId) -> StoreResult<Option<ImageView>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some((seq, image)) = image_by_id(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        let visible = match &image.owner {
+            None => true,
+            Some(owner) if owner == viewer => true,
+            Some(_) => is_shared_with(&mut conn, seq, viewer).await?,
+        };
+        if !visible {
+            return Ok(None);
+        }
+        Ok(views(load_images(&mut conn, &[seq]).await?, viewer, None).pop())
+    }
+
+    async fn rename_image(&self, owner: &AccountId, id: &ImageId, name: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let (seq, _) = owned_image(&mut tx, owner, id).await?;
+        sqlx::query("UPDATE images SET name = ? WHERE seq = ?")
+            .bind(name)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_image(&self, owner: &AccountId, id: &ImageId) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let (seq, image) = owned_image(&mut tx, owner, id).await?;
+        let shares: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM image_shares WHERE image_seq = ?")
+            .bind(seq)
+            .fetch_one(&mut *tx)
+            .await?;
+        let used_by: Option<String> =
+            sqlx::query_scalar("SELECT id FROM instances WHERE image_id = ? LIMIT 1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        ensure_deletable(&image, to_u64(shares, "share count")?, used_by.as_deref())?;
+        remove_from_listings(&mut tx, owner.as_str(), seq).await?;
+        sqlx::query("DELETE FROM images WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn modify_image_shares(
+        &self,
+        owner: &AccountId,
+        id: &ImageId,
+        add: &[AccountId],
+        remove: &[AccountId],
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let (seq, image) = owned_image(&mut tx, owner, id).await?;
+        for account in add {
+            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = ?")
+                .bind(account.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_none() {
+                return Err(ImageError::UnknownAccount(account.clone()).into());
+            }
+        }
+        for account in remove {
+            let removed = sqlx::query("DELETE FROM image_shares WHERE image_seq = ? AND account_id = ?")
+                .bind(seq)
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if removed > 0 {
+                remove_from_listings(&mut tx, account.as_str(), seq).await?;
+            }
+        }
+        if !add.is_empty() {
+            let current: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM image_shares WHERE image_seq = ?")
+                .bind(seq)
+                .fetch_one(&mut *tx)
+                .await?;
+            let mut after = to_u64(current, "share count")?;
+            for account in add {
+                if !is_shared_with(&mut tx, seq, account).await? {
+                    after += 1;
+                }
+            }
+            ensure_shareable(&image, add, after)?;
+            let nodes = image_nodes(&mut tx, seq).await?;
+            let created = format_time(now)?;
+            for account in add {
+                let inserted = sqlx::query(
+                    "INSERT INTO image_shares (image_seq, account_id, created_at) VALUES (?, ?, ?) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(seq)
+                .bind(account.as_str())
+                .bind(&created)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted > 0 {
+                    add_to_listings(&mut tx, account.as_str(), seq, &nodes).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn image_shares(
+        &self,
+        owner: &AccountId,
+        id: &ImageId,
+        account: Option<&AccountId>,
+        page: PageRequest,
+    ) -> StoreResult<Page<ImageShare>> {
+        let mut conn = self.pool.acquire().await?;
+        let (seq, _) = owned_image(&mut conn, owner, id).await?;
+        let filter = account.map(AccountId::as_str);
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM image_shares WHERE image_seq = ? AND (? IS NULL OR account_id = ?)",
+        )
+        .bind(seq)
+        .bind(filter)
+        .bind(filter)
+        .fetch_one(&mut *conn)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT account_id, created_at FROM image_shares WHERE image_seq = ? AND (? IS NULL OR account_id = ?) \
+             ORDER BY created_at, account_id LIMIT ? OFFSET ?",
+        )
+        .bind(seq)
+        .bind(filter)
+        .bind(filter)
+        .bind(to_i64(page.limit(), "limit")?)
+        .bind(to_i64(page.offset(), "offset")?)
+        .fetch_all(&mut *conn)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let account: String = row.try_get("account_id")?;
+                let created: String = row.try_get("created_at")?;
+                Ok(ImageShare {
+                    account: account_from(&account)?,
+                    created_at: parse_time(&created)?,
                 })
             })
-            .collect();
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page {
             items,
+            total_count: to_u64(total, "count")?,
+            request: page,
+        })
+    }
+
+    async fn describe_self_images(&self, query: &SelfImageQuery) -> StoreResult<Page<ImageView>> {
+        let viewer = query.viewer.as_str();
+        let mut conditions = vec![
+            "i.seq IN (SELECT seq FROM images WHERE owner_id = ? \
+             UNION ALL SELECT image_seq FROM image_shares WHERE account_id = ?)",
+        ];
+        let mut values = vec![viewer, viewer];
+        if let Some(id) = &query.image_id_contains {
+            conditions.push("instr(lower(i.id), lower(?)) > 0");
+            values.push(id);
+        }
+        if let Some(name) = &query.image_name_contains {
+            conditions.push("instr(lower(i.name), lower(?)) > 0");
+            values.push(name);
+        }
+        if let Some(snapshot) = &query.snapshot_id {
+            conditions.push("i.snapshot_id = ?");
+            values.push(snapshot);
+        }
+        let from = format!("FROM images i WHERE {}", conditions.join(" AND "));
+        let mut conn = self.pool.acquire().await?;
+        let (seqs, total_count) = paged_seqs(&mut conn, &from, "i.seq", &values, query.page).await?;
+        let images = load_images(&mut conn, &seqs).await?;
+        Ok(Page {
+            items: views(images, &query.viewer, None),
             total_count,
             request: query.page,
         })
     }
+
+    async fn public_images(&self, os_type: Option<&str>) -> StoreResult<Vec<Image>> {
+        let mut conn = self.pool.acquire().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM images WHERE owner_id IS NULL AND (? IS NULL OR lower(os_type) = lower(?)) ORDER BY seq",
+        )
+        .bind(os_type)
+        .bind(os_type)
+        .fetch_all(&mut *conn)
+        .await?;
+        load_images(&mut conn, &seqs).await
+    }
+
+    async fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>> {
+        let mut conn = self.pool.acquire().await?;
+        let filtered = query.image_id.is_some() || query.image_name.is_some() || query.snapshot_id.is_some();
+        let (seqs, total_count) = if filtered {
+            self.page_from_filters(&mut conn, query).await?
+        } else {
+            let node = query.node.as_ref().map_or(ALL_NODES, NodeId::as_str);
+            self.page_from_listings(&mut conn, query, node).await?
+        };
+        let images = load_images(&mut conn, &seqs).await?;
+        Ok(Page {
+            items: views(images, &query.viewer, query.node.as_ref()),
+            total_count,
+            request: query.page,
+        })
+    }
+}
+
+async fn insert_account(
+    conn: &mut SqliteConnection,
+    account: &AccountId,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    let created = sqlx::query("INSERT INTO accounts (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(account.as_str())
+        .bind(format_time(now)?)
+        .execute(&mut *conn)
+        .await?;
+    if created.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("account {account}")));
+    }
+    Ok(())
+}
+
+async fn insert_key(
+    conn: &mut SqliteConnection,
+    account: &AccountId,
+    key: &AccessKeyId,
+    secret: &str,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    let created = sqlx::query(
+        "INSERT INTO access_keys (id, account_id, secret, status, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(key.as_str())
+    .bind(account.as_str())
+    .bind(secret)
+    .bind(AccessKeyStatus::Active.as_str())
+    .bind(format_time(now)?)
+    .execute(&mut *conn)
+    .await?;
+    if created.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("AccessKey {key}")));
+    }
+    Ok(())
 }

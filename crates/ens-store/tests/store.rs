@@ -1,10 +1,16 @@
 //! One storage suite, written against the `Store` trait so every backend runs the same cases.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed setup step should fail the test loudly"
+)]
+
 use ens_domain::{
     AccessKeyId, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, NodeId,
     PageNumber, PageRequest, PageSize,
 };
-use ens_store::{SqliteStore, Store, StoreError};
+use ens_domain::{BuildFailure, ImageError, ImageStatus, Instance, Snapshot};
+use ens_store::{NewImage, SelfImageQuery, SqliteStore, Store, StoreError};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -36,7 +42,33 @@ fn image(id: &str, owner: Option<&AccountId>, nodes: &[&str]) -> Image {
             format: "qcow2".into(),
             image_id: id.into(),
         }],
+        status: ImageStatus::Available,
+        instance_id: None,
+        compute_type: "ens_vm".into(),
+        os_version: "7.9".into(),
+        description: String::new(),
     }
+}
+
+/// Creates a custom image of `owner` named `name`; returns its generated ID.
+async fn create(store: &dyn Store, owner: &AccountId, name: &str, nodes: &[&str]) -> ImageId {
+    let mut custom = image("m-placeholder", Some(owner), nodes);
+    custom.name = name.into();
+    custom.snapshot_id = Some(format!("sp-{name}"));
+    let made = store
+        .create_image(NewImage {
+            image: custom,
+            build_due_at: None,
+            build_failure: None,
+            release_instance: None,
+        })
+        .await
+        .unwrap();
+    made.id
+}
+
+fn names(page: &ens_domain::Page<ens_domain::ImageView>) -> Vec<String> {
+    page.items.iter().map(|v| v.image.name.clone()).collect()
 }
 
 fn query(viewer: &AccountId, number: u32, size: u32) -> ImageQuery {
@@ -82,18 +114,9 @@ async fn seeded(store: &dyn Store) -> (AccountId, AccountId) {
         })
         .collect();
     store.replace_catalog(&nodes, &catalog).await.unwrap();
-    store
-        .insert_image(&image("m-alice1", Some(&alice), &["cn-dalian-unicom"]))
-        .await
-        .unwrap();
-    store
-        .insert_image(&image("m-bob1", Some(&bob), &["cn-hangzhou-telecom"]))
-        .await
-        .unwrap();
-    store
-        .insert_image(&image("m-alice2", Some(&alice), &["cn-hangzhou-telecom"]))
-        .await
-        .unwrap();
+    create(store, &alice, "alice1", &["cn-dalian-unicom"]).await;
+    create(store, &bob, "bob1", &["cn-hangzhou-telecom"]).await;
+    create(store, &alice, "alice2", &["cn-hangzhou-telecom"]).await;
     (alice, bob)
 }
 
@@ -104,11 +127,11 @@ async fn walking_pages_returns_every_visible_image_once(store: &dyn Store) {
         for number in 1..=20 {
             let page = store.describe_images(&query(&alice, number, size)).await.unwrap();
             assert_eq!(page.total_count, 9, "size {size}");
-            seen.extend(ids(&page));
+            seen.extend(names(&page));
         }
         let expected: Vec<String> = (0..7)
-            .map(|i| format!("sys_{i}"))
-            .chain(["m-alice1".into(), "m-alice2".into()])
+            .map(|i| format!("name_sys_{i}"))
+            .chain(["alice1".into(), "alice2".into()])
             .collect();
         assert_eq!(seen, expected, "size {size}");
     }
@@ -119,7 +142,10 @@ async fn node_filter_uses_the_node_listing(store: &dyn Store) {
     let mut q = query(&alice, 1, 50);
     q.node = Some(node("cn-dalian-unicom"));
     let page = store.describe_images(&q).await.unwrap();
-    assert_eq!(ids(&page), ["sys_0", "sys_2", "sys_4", "sys_6", "m-alice1"]);
+    assert_eq!(
+        names(&page),
+        ["name_sys_0", "name_sys_2", "name_sys_4", "name_sys_6", "alice1"]
+    );
     assert_eq!(page.total_count, 5);
     assert!(page.items.iter().all(|v| v.region.as_str() == "cn-dalian-unicom"));
 }
@@ -128,14 +154,16 @@ async fn owner_alias_and_visibility_follow_the_viewer(store: &dyn Store) {
     let (alice, bob) = seeded(store).await;
     let page = store.describe_images(&query(&bob, 1, 50)).await.unwrap();
     assert_eq!(page.total_count, 8);
-    assert!(!ids(&page).iter().any(|id| id.starts_with("m-alice")));
+    assert!(!names(&page).iter().any(|name| name.starts_with("alice")));
+    let alice2 = find(store, &alice, "alice2").await;
+    let share = [bob.clone()];
     store
-        .share_image(&ImageId::parse("m-alice2").unwrap(), &bob, NOW)
+        .modify_image_shares(&alice, &alice2, &share, &[], NOW)
         .await
         .unwrap();
     // Sharing twice changes nothing.
     store
-        .share_image(&ImageId::parse("m-alice2").unwrap(), &bob, NOW)
+        .modify_image_shares(&alice, &alice2, &share, &[], NOW)
         .await
         .unwrap();
     let page = store.describe_images(&query(&bob, 1, 50)).await.unwrap();
@@ -144,23 +172,51 @@ async fn owner_alias_and_visibility_follow_the_viewer(store: &dyn Store) {
         .items
         .iter()
         .filter(|v| v.image.owner.is_some())
-        .map(|v| (v.image.id.as_str().to_owned(), v.alias))
+        .map(|v| (v.image.name.clone(), v.alias))
         .collect();
     assert_eq!(
         aliases,
         [
-            ("m-bob1".to_owned(), ImageOwnerAlias::SelfOwned),
-            ("m-alice2".to_owned(), ImageOwnerAlias::Others)
+            ("bob1".to_owned(), ImageOwnerAlias::SelfOwned),
+            ("alice2".to_owned(), ImageOwnerAlias::Others)
         ]
     );
     let page = store.describe_images(&query(&alice, 1, 50)).await.unwrap();
     assert!(page.items.iter().all(|v| v.alias != ImageOwnerAlias::Others));
+    // Revoking removes it from Bob's view at once.
+    store
+        .modify_image_shares(&alice, &alice2, &[], &share, NOW)
+        .await
+        .unwrap();
+    let page = store.describe_images(&query(&bob, 1, 50)).await.unwrap();
+    assert_eq!(page.total_count, 8);
+    assert!(!names(&page).contains(&"alice2".to_owned()));
+}
+
+/// The ID of the custom image `name` that `viewer` sees.
+async fn find(store: &dyn Store, viewer: &AccountId, name: &str) -> ImageId {
+    let page = store.describe_self_images(&self_query(viewer)).await.unwrap();
+    page.items
+        .iter()
+        .find(|v| v.image.name == name)
+        .map(|v| v.image.id.clone())
+        .unwrap()
+}
+
+fn self_query(viewer: &AccountId) -> SelfImageQuery {
+    SelfImageQuery {
+        viewer: viewer.clone(),
+        image_id_contains: None,
+        image_name_contains: None,
+        snapshot_id: None,
+        page: query(viewer, 1, 50).page,
+    }
 }
 
 async fn exact_filters_combine_and_respect_visibility(store: &dyn Store) {
     let (alice, bob) = seeded(store).await;
     let mut q = query(&bob, 1, 10);
-    q.image_id = Some(ImageId::parse("m-alice1").unwrap());
+    q.image_id = Some(find(store, &alice, "alice1").await);
     let page = store.describe_images(&q).await.unwrap();
     assert_eq!((page.total_count, page.items.len()), (0, 0));
 
@@ -173,22 +229,29 @@ async fn exact_filters_combine_and_respect_visibility(store: &dyn Store) {
     assert_eq!(page.total_count, 0);
 
     let mut q = query(&alice, 1, 10);
-    q.snapshot_id = Some("sp-m-alice2".into());
+    q.snapshot_id = Some("sp-alice2".into());
     let page = store.describe_images(&q).await.unwrap();
-    assert_eq!(ids(&page), ["m-alice2"]);
+    assert_eq!(names(&page), ["alice2"]);
     let view = &page.items[0];
     assert_eq!(view.region.as_str(), "cn-hangzhou-telecom");
     assert_eq!(view.image.disk_device_mappings.len(), 1);
 }
 
-async fn duplicate_ids_and_unknown_nodes_are_refused(store: &dyn Store) {
+async fn generated_ids_follow_the_cloud_format_and_unknown_nodes_are_refused(store: &dyn Store) {
     let (alice, _) = seeded(store).await;
-    let again = store
-        .insert_image(&image("m-alice1", Some(&alice), &["cn-dalian-unicom"]))
-        .await;
-    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let id = find(store, &alice, "alice1").await;
+    let suffix = id.as_str().strip_prefix("m-").unwrap();
+    assert_eq!(suffix.len(), 25);
+    assert!(suffix
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     let nowhere = store
-        .insert_image(&image("m-alice9", Some(&alice), &["xx-nowhere"]))
+        .create_image(NewImage {
+            image: image("m-x", Some(&alice), &["xx-nowhere"]),
+            build_due_at: None,
+            build_failure: None,
+            release_instance: None,
+        })
         .await;
     assert!(matches!(nowhere, Err(StoreError::NotFound(_))), "{nowhere:?}");
     // The refused insert left nothing behind.
@@ -207,7 +270,7 @@ async fn replacing_the_catalog_keeps_custom_images(store: &dyn Store) {
         .await
         .unwrap();
     let page = store.describe_images(&query(&alice, 1, 50)).await.unwrap();
-    assert_eq!(ids(&page), ["sys_new", "m-alice1", "m-alice2"]);
+    assert_eq!(names(&page), ["name_sys_new", "alice1", "alice2"]);
     assert_eq!(page.total_count, 3);
     assert!(store.node_exists(&node("cn-new-node")).await.unwrap());
     let nodes: Vec<String> = store
@@ -279,12 +342,271 @@ macro_rules! store_suite {
     };
 }
 
+async fn builds_advance_once_per_step_and_list_only_when_available(store: &dyn Store) {
+    let (alice, _) = seeded(store).await;
+    let mut building = image("m-x", Some(&alice), &["cn-dalian-unicom"]);
+    building.status = ImageStatus::Creating;
+    building.name = "building".into();
+    let step = std::time::Duration::from_secs(5);
+    let made = store
+        .create_image(NewImage {
+            image: building,
+            build_due_at: Some(NOW + step),
+            build_failure: None,
+            release_instance: None,
+        })
+        .await
+        .unwrap();
+    let status = || async {
+        store
+            .visible_image(&alice, &made.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .image
+            .status
+    };
+    assert_eq!(status().await, ImageStatus::Creating);
+    // Not listed by DescribeImages until Available.
+    assert_eq!(
+        store
+            .describe_images(&query(&alice, 1, 50))
+            .await
+            .unwrap()
+            .total_count,
+        9
+    );
+    assert_eq!(store.advance_image_builds(NOW, step).await.unwrap(), 0);
+    let mut at = NOW + step;
+    for expected in [
+        ImageStatus::Packing,
+        ImageStatus::Uploading,
+        ImageStatus::Available,
+    ] {
+        assert_eq!(store.advance_image_builds(at, step).await.unwrap(), 1);
+        // A second call at the same time moves nothing: each transition happens once.
+        assert_eq!(store.advance_image_builds(at, step).await.unwrap(), 0);
+        assert_eq!(status().await, expected);
+        at += step;
+    }
+    assert_eq!(
+        store
+            .describe_images(&query(&alice, 1, 50))
+            .await
+            .unwrap()
+            .total_count,
+        10
+    );
+    assert_eq!(store.advance_image_builds(at + step * 10, step).await.unwrap(), 0);
+}
+
+async fn a_failing_source_ends_in_a_failure_status(store: &dyn Store) {
+    let (alice, _) = seeded(store).await;
+    let mut building = image("m-x", Some(&alice), &["cn-dalian-unicom"]);
+    building.status = ImageStatus::Creating;
+    let made = store
+        .create_image(NewImage {
+            image: building,
+            build_due_at: Some(NOW),
+            build_failure: Some(BuildFailure::Upload),
+            release_instance: None,
+        })
+        .await
+        .unwrap();
+    let step = std::time::Duration::ZERO;
+    for _ in 0..5 {
+        store.advance_image_builds(NOW, step).await.unwrap();
+    }
+    let view = store.visible_image(&alice, &made.id).await.unwrap().unwrap();
+    assert_eq!(view.image.status, ImageStatus::UploadFailed);
+    // A failed image can be deleted.
+    store.delete_image(&alice, &made.id).await.unwrap();
+    assert!(store.visible_image(&alice, &made.id).await.unwrap().is_none());
+}
+
+async fn delete_and_rename_follow_the_ownership_rules(store: &dyn Store) {
+    let (alice, bob) = seeded(store).await;
+    let alice1 = find(store, &alice, "alice1").await;
+    let denied = store.rename_image(&bob, &alice1, "stolen").await;
+    assert!(
+        matches!(denied, Err(StoreError::Image(ImageError::NotFound))),
+        "{denied:?}"
+    );
+    store
+        .modify_image_shares(&alice, &alice1, std::slice::from_ref(&bob), &[], NOW)
+        .await
+        .unwrap();
+    let denied = store.delete_image(&bob, &alice1).await;
+    assert!(
+        matches!(denied, Err(StoreError::Image(ImageError::NotOwner))),
+        "{denied:?}"
+    );
+    let public = ImageId::parse("sys_1").unwrap();
+    let denied = store.delete_image(&alice, &public).await;
+    assert!(
+        matches!(denied, Err(StoreError::Image(ImageError::PublicImage))),
+        "{denied:?}"
+    );
+    let shared = store.delete_image(&alice, &alice1).await;
+    assert!(
+        matches!(shared, Err(StoreError::Image(ImageError::StillShared(1)))),
+        "{shared:?}"
+    );
+    store.rename_image(&alice, &alice1, "renamed").await.unwrap();
+    let view = store.visible_image(&bob, &alice1).await.unwrap().unwrap();
+    assert_eq!(
+        (view.image.name.as_str(), view.alias),
+        ("renamed", ImageOwnerAlias::Others)
+    );
+    store
+        .modify_image_shares(&alice, &alice1, &[], std::slice::from_ref(&bob), NOW)
+        .await
+        .unwrap();
+    store.delete_image(&alice, &alice1).await.unwrap();
+    assert!(store.visible_image(&alice, &alice1).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .describe_images(&query(&alice, 1, 50))
+            .await
+            .unwrap()
+            .total_count,
+        8
+    );
+}
+
+async fn an_image_run_by_an_instance_cannot_be_deleted(store: &dyn Store) {
+    let (alice, _) = seeded(store).await;
+    let alice2 = find(store, &alice, "alice2").await;
+    store
+        .add_instance(&Instance {
+            id: "i-runner".into(),
+            owner: alice.clone(),
+            node: node("cn-hangzhou-telecom"),
+            image_id: Some(alice2.clone()),
+            platform: "centos".into(),
+            os_type: "linux".into(),
+            os_version: "7.9".into(),
+            architecture: "x86_64".into(),
+            compute_type: "ens_vm".into(),
+            system_disk_gib: 40,
+            data_disks_gib: vec![100, 200],
+            build_failure: None,
+        })
+        .await
+        .unwrap();
+    let in_use = store.delete_image(&alice, &alice2).await;
+    assert!(
+        matches!(in_use, Err(StoreError::Image(ImageError::InUse(_)))),
+        "{in_use:?}"
+    );
+    let instance = store.instance("i-runner").await.unwrap().unwrap();
+    assert_eq!(instance.data_disks_gib, [100, 200]);
+    store
+        .add_snapshot(&Snapshot {
+            id: "sp-1".into(),
+            owner: alice.clone(),
+            node: node("cn-hangzhou-telecom"),
+            instance_id: Some("i-runner".into()),
+            platform: "centos".into(),
+            os_type: "linux".into(),
+            os_version: "7.9".into(),
+            architecture: "x86_64".into(),
+            size_gib: 40,
+            build_failure: Some(BuildFailure::Pack),
+        })
+        .await
+        .unwrap();
+    let (instances, snapshots) = store.sources().await.unwrap();
+    assert_eq!((instances.len(), snapshots.len()), (1, 1));
+    assert_eq!(snapshots[0].build_failure, Some(BuildFailure::Pack));
+}
+
+async fn shares_are_listed_filtered_and_bounded(store: &dyn Store) {
+    let (alice, bob) = seeded(store).await;
+    let alice1 = find(store, &alice, "alice1").await;
+    let carol = account("1000000000000003");
+    store.create_account(&carol, NOW).await.unwrap();
+    store
+        .modify_image_shares(&alice, &alice1, &[bob.clone(), carol.clone()], &[], NOW)
+        .await
+        .unwrap();
+    let page = store
+        .image_shares(&alice, &alice1, None, query(&alice, 1, 10).page)
+        .await
+        .unwrap();
+    assert_eq!(page.total_count, 2);
+    let page = store
+        .image_shares(&alice, &alice1, Some(&carol), query(&alice, 1, 10).page)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|s| s.account.as_str()).collect::<Vec<_>>(),
+        [carol.as_str()]
+    );
+    let to_self = store
+        .modify_image_shares(&alice, &alice1, std::slice::from_ref(&alice), &[], NOW)
+        .await;
+    assert!(
+        matches!(to_self, Err(StoreError::Image(ImageError::ShareWithOwner))),
+        "{to_self:?}"
+    );
+    let unknown = account("999");
+    let missing = store
+        .modify_image_shares(&alice, &alice1, &[unknown], &[], NOW)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::Image(ImageError::UnknownAccount(_)))),
+        "{missing:?}"
+    );
+    let not_owner = store
+        .image_shares(&bob, &alice1, None, query(&bob, 1, 10).page)
+        .await;
+    assert!(
+        matches!(not_owner, Err(StoreError::Image(ImageError::NotOwner))),
+        "{not_owner:?}"
+    );
+    // Self images: Bob sees his own and the shared one, with fuzzy filters.
+    let mut q = self_query(&bob);
+    let page = store.describe_self_images(&q).await.unwrap();
+    assert_eq!(names(&page), ["alice1", "bob1"]);
+    q.image_name_contains = Some("ICE".into());
+    assert_eq!(names(&store.describe_self_images(&q).await.unwrap()), ["alice1"]);
+    let windows = store.public_images(Some("WINDOWS")).await.unwrap();
+    assert!(windows.is_empty());
+    assert_eq!(store.public_images(Some("Linux")).await.unwrap().len(), 7);
+}
+
+async fn accounts_and_keys_are_listed_without_secrets(store: &dyn Store) {
+    let (alice, _) = seeded(store).await;
+    let key = AccessKeyId::parse("AKALICE2").unwrap();
+    store.create_access_key(&alice, &key, "s2", NOW).await.unwrap();
+    let again = store.create_access_key(&alice, &key, "s3", NOW).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let nobody = store
+        .create_access_key(&account("42"), &AccessKeyId::parse("AK42").unwrap(), "s", NOW)
+        .await;
+    assert!(matches!(nobody, Err(StoreError::NotFound(_))), "{nobody:?}");
+    assert_eq!(store.accounts().await.unwrap().len(), 2);
+    let keys = store.access_keys(Some(&alice)).await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        ["AKALICE", "AKALICE2"]
+    );
+    assert_eq!(store.access_keys(None).await.unwrap().len(), 3);
+}
+
 store_suite!(
+    builds_advance_once_per_step_and_list_only_when_available,
+    a_failing_source_ends_in_a_failure_status,
+    delete_and_rename_follow_the_ownership_rules,
+    an_image_run_by_an_instance_cannot_be_deleted,
+    shares_are_listed_filtered_and_bounded,
+    accounts_and_keys_are_listed_without_secrets,
     walking_pages_returns_every_visible_image_once,
     node_filter_uses_the_node_listing,
     owner_alias_and_visibility_follow_the_viewer,
     exact_filters_combine_and_respect_visibility,
-    duplicate_ids_and_unknown_nodes_are_refused,
+    generated_ids_follow_the_cloud_format_and_unknown_nodes_are_refused,
     replacing_the_catalog_keeps_custom_images,
     a_nonce_is_claimed_once_per_window,
     access_keys_are_found_with_their_account,

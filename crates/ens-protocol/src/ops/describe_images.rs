@@ -218,6 +218,11 @@ mod tests {
                 format: "qcow2".into(),
                 image_id: "centos_7".into(),
             }],
+            status: ens_domain::ImageStatus::Available,
+            instance_id: None,
+            compute_type: "ens_vm".into(),
+            os_version: "7".into(),
+            description: String::new(),
         };
         let page = Page {
             items: vec![ImageView {

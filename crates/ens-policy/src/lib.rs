@@ -1,0 +1,1 @@
+//! RAM policy documents and their evaluation (in progress).
