@@ -29,6 +29,13 @@ impl ImageId {
         }
     }
 
+    /// The ID of an image the store has not yet named; `Store::create_image` replaces it
+    /// with a fresh one.
+    #[must_use]
+    pub fn pending() -> Self {
+        Self(String::new())
+    }
+
     /// The ID as the wire and the store spell it.
     #[must_use]
     pub fn as_str(&self) -> &str {

@@ -1,11 +1,13 @@
 //! `ens-images`: serve the ENS image API, or administer its store.
 
+mod admin;
 mod catalog;
 mod setup;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// Serve the API until SIGTERM or Ctrl-C; in-flight requests finish first.
     Serve(ServeArgs),
+    /// Administer the store: accounts, AccessKeys, instances and snapshots.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -44,6 +48,10 @@ struct ServeArgs {
     /// images of an existing store.
     #[arg(long, env = "ENS_IMAGES_CATALOG")]
     catalog: Option<PathBuf>,
+    /// Seconds each build step of a new image (Creating, Packing, Uploading) lasts; 0 makes
+    /// new images Available at once.
+    #[arg(long, env = "ENS_IMAGES_IMAGE_BUILD_SECONDS", default_value_t = 2.0)]
+    image_build_seconds: f64,
     /// Log line format on stderr.
     #[arg(long, env = "ENS_IMAGES_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -95,7 +103,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&args.data_dir.join("ens-images.db"))
+        SqliteStore::open(&args.data_dir.join(setup::STORE_FILE))
             .await
             .context("cannot open the store")?,
     );
@@ -109,7 +117,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%address, "ready");
     // Scripts and tests wait for this line instead of sleeping.
     println!("ens-images listening on http://{address}");
-    let state = AppState::new(store, ServerConfig::default());
+    let image_build_step = Duration::try_from_secs_f64(args.image_build_seconds)
+        .ok()
+        .filter(|step| *step <= Duration::from_secs(3600))
+        .context("--image-build-seconds must be from 0 to 3600")?;
+    let config = ServerConfig {
+        image_build_step,
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(store, config);
     ens_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -120,6 +136,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Admin(args) => admin::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Context;
 use ens_domain::{AccessKeyId, AccountId};
 use ens_store::Store;
-use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 
 use crate::catalog;
@@ -14,6 +13,9 @@ use crate::catalog;
 /// Environment variables that choose the owner's AccessKey on first start.
 const ROOT_KEY_ID_VAR: &str = "ENS_IMAGES_ROOT_ACCESS_KEY_ID";
 const ROOT_KEY_SECRET_VAR: &str = "ENS_IMAGES_ROOT_ACCESS_KEY_SECRET";
+
+/// File, in the data directory, that holds the embedded store.
+pub const STORE_FILE: &str = "ens-images.db";
 
 /// File, in the data directory, that receives a generated owner key.
 pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.json";
@@ -47,7 +49,8 @@ pub async fn load_catalog(store: &dyn Store, operator_catalog: Option<&str>) -> 
     Ok(())
 }
 
-fn random_account_id() -> anyhow::Result<AccountId> {
+/// A random 16-digit account ID, as the cloud issues them.
+pub fn random_account_id() -> anyhow::Result<AccountId> {
     let mut rng = rand::thread_rng();
     let digits: String = std::iter::once(char::from(b'1' + rng.gen_range(0..9u8)))
         .chain((0..15).map(|_| char::from(b'0' + rng.gen_range(0..10u8))))
@@ -84,9 +87,8 @@ pub async fn ensure_owner_account(store: &dyn Store, data_dir: &Path) -> anyhow:
         tracing::info!(%account, access_key_id = %key, "owner account created with the AccessKey from {ROOT_KEY_ID_VAR}");
         return Ok(());
     }
-    let key_id = format!("LTAI{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 20));
-    let key = AccessKeyId::parse(&key_id)?;
-    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 30);
+    let (key, secret) = crate::admin::new_key_pair()?;
+    let key_id = key.as_str().to_owned();
     let path = data_dir.join(ROOT_CREDENTIALS_FILE);
     write_private_file(
         &path,

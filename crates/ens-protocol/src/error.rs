@@ -49,6 +49,14 @@ pub enum ErrorCode {
     UnsupportedHttpMethod,
     /// The caller's policies do not allow the action on the resource.
     NoPermission,
+    /// `Error.DeleteImage`: the image to delete does not exist or is still shared.
+    DeleteImageFailed,
+    /// `Forbidden.DelerrorteImage` (the cloud's spelling): an instance runs the image.
+    ImageInUse,
+    /// `IncorrectStatus.Image`: the image's status does not allow the operation.
+    IncorrectImageStatus,
+    /// `InvalidImageType.NotSupported`: the operation does not apply to this kind of image.
+    ImageTypeNotSupported,
     /// Too many requests for this AccessKey.
     ThrottlingUser,
     /// A bug or an unexpected failure; details go to the log only.
@@ -82,6 +90,10 @@ impl ErrorCode {
             Self::InvalidVersion => Cow::Borrowed("InvalidVersion"),
             Self::UnsupportedHttpMethod => Cow::Borrowed("UnsupportedHTTPMethod"),
             Self::NoPermission => Cow::Borrowed("NoPermission"),
+            Self::DeleteImageFailed => Cow::Borrowed("Error.DeleteImage"),
+            Self::ImageInUse => Cow::Borrowed("Forbidden.DelerrorteImage"),
+            Self::IncorrectImageStatus => Cow::Borrowed("IncorrectStatus.Image"),
+            Self::ImageTypeNotSupported => Cow::Borrowed("InvalidImageType.NotSupported"),
             Self::ThrottlingUser => Cow::Borrowed("Throttling.User"),
             Self::InternalError => Cow::Borrowed("InternalError"),
             Self::ServiceUnavailable => Cow::Borrowed("ServiceUnavailable"),
@@ -113,6 +125,10 @@ impl ErrorCode {
             | Self::InvalidVersion
             | Self::UnsupportedHttpMethod
             | Self::NoPermission
+            | Self::DeleteImageFailed
+            | Self::ImageInUse
+            | Self::IncorrectImageStatus
+            | Self::ImageTypeNotSupported
             | Self::ThrottlingUser => 400,
         }
     }
@@ -155,6 +171,12 @@ impl ErrorCode {
             Self::InvalidVersion => Cow::Borrowed("Specified parameter Version is not valid."),
             Self::UnsupportedHttpMethod => Cow::Borrowed("This http method is not supported."),
             Self::NoPermission => Cow::Borrowed("Permission denied."),
+            Self::DeleteImageFailed => Cow::Borrowed("The image is not exist."),
+            Self::ImageInUse => Cow::Borrowed("The image cannot be deleted when used by instance."),
+            Self::IncorrectImageStatus => {
+                Cow::Borrowed("The current status of the image does not support this operation.")
+            }
+            Self::ImageTypeNotSupported => Cow::Borrowed("The specified image type is not supported."),
             Self::ThrottlingUser => Cow::Borrowed("Request was denied due to user flow control."),
             Self::InternalError => Cow::Borrowed(
                 "The request processing has failed due to some unknown error, exception or failure.",

@@ -5,9 +5,21 @@
 //! clients), and turning the domain result into the response tree, so the server and any
 //! client cannot disagree about names or JSON types.
 
+pub mod create_image;
+pub mod delete_image;
+pub mod describe_image_infos;
+pub mod describe_image_share_permission;
 pub mod describe_images;
+pub mod describe_self_images;
+pub mod modify_image_attribute;
+pub mod modify_image_share_permission;
 
 use std::collections::BTreeMap;
+
+use ens_domain::ImageId;
+
+use crate::error::ApiError;
+use crate::render::Value;
 
 /// A business parameter, treating an empty value as absent (as the SDKs never send one).
 pub(crate) fn optional<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
@@ -15,4 +27,38 @@ pub(crate) fn optional<'a>(params: &'a BTreeMap<String, String>, name: &str) -> 
         .get(name)
         .map(String::as_str)
         .filter(|value| !value.is_empty())
+}
+
+/// A required business parameter: absent or empty is `MissingParameter` naming it.
+pub(crate) fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    optional(params, name).ok_or_else(|| ApiError::missing_parameter(name))
+}
+
+/// The required `ImageId` parameter, validated.
+pub(crate) fn required_image_id(params: &BTreeMap<String, String>) -> Result<ImageId, ApiError> {
+    Ok(ImageId::parse(required(params, "ImageId")?)?)
+}
+
+/// A boolean parameter: `true`/`false` in any case (Python sends `True`); absent is `false`.
+pub(crate) fn flag(params: &BTreeMap<String, String>, name: &'static str) -> Result<bool, ApiError> {
+    match optional(params, name) {
+        None => Ok(false),
+        Some(value) if value.eq_ignore_ascii_case("true") => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(ApiError::invalid_parameter(name, "must be true or false")),
+    }
+}
+
+/// The body of an operation that returns only `RequestId` and `Code` 0.
+#[must_use]
+pub fn acknowledgement(action: &str, request_id: &str) -> crate::render::Body {
+    crate::render::Body {
+        action: action.into(),
+        fields: vec![("RequestId", Value::str(request_id)), ("Code", Value::Int(0))],
+    }
+}
+
+/// A count as a JSON integer, saturating (counts never come near the limit).
+pub(crate) fn int(value: u64) -> Value {
+    Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
 }

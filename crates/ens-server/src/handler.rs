@@ -105,11 +105,15 @@ async fn run(
     let now = (state.clock)();
     let result = async {
         let caller = authenticate(state, &call.credentials, now).await?;
-        dispatch(state, &caller, &call, request_id).await
+        dispatch(state, &caller, &call, request_id, now).await
     }
     .await;
     match result {
         Ok(body) => Ok((call.format, render_success(&body, call.format), action)),
-        Err(error) => Err((error.into_api_error(request_id), call.format, Some(action))),
+        Err(error) => Err((
+            error.into_api_error(call.action, request_id),
+            call.format,
+            Some(action),
+        )),
     }
 }

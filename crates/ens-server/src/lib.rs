@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// How long a used SignatureNonce is remembered; at least twice the 15-minute clock window.
     pub nonce_window: Duration,
+    /// How long each build step of a new image (Creating, Packing, Uploading) lasts; zero
+    /// makes images `Available` at once.
+    pub image_build_step: Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +43,7 @@ impl Default for ServerConfig {
             host_id: "ens.aliyuncs.com".into(),
             body_limit: 1024 * 1024,
             nonce_window: Duration::from_secs(30 * 60),
+            image_build_step: Duration::from_secs(2),
         }
     }
 }
@@ -69,7 +73,7 @@ impl AppState {
 
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
 ///
-/// Also prunes expired nonces once a minute while serving.
+/// While serving, also advances image builds and prunes expired nonces in the background.
 ///
 /// # Errors
 /// When accepting connections fails.
@@ -79,11 +83,27 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let pruner = tokio::spawn(prune_nonces(state.clone()));
+    let builder = tokio::spawn(advance_builds(state.clone()));
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     pruner.abort();
+    builder.abort();
     result
+}
+
+/// Moves images through their build steps; each transition is a store transaction, so
+/// progress survives restarts and happens once whoever runs it.
+async fn advance_builds(state: AppState) {
+    let step = state.config.image_build_step;
+    let mut ticker =
+        tokio::time::interval(step.clamp(Duration::from_millis(100), Duration::from_millis(500)));
+    loop {
+        ticker.tick().await;
+        if let Err(error) = state.store.advance_image_builds((state.clock)(), step).await {
+            tracing::warn!(%error, "advancing image builds failed");
+        }
+    }
 }
 
 async fn prune_nonces(state: AppState) {

@@ -70,7 +70,7 @@ pub struct AccountSummary {
 #[derive(Debug, Clone)]
 pub struct NewImage {
     /// Everything but the ID (which the store generates: `m-` plus 25 lower-case
-    /// alphanumerics, never reused).
+    /// alphanumerics, never reused). Disks with an empty `image_id` get the new ID.
     pub image: Image,
     /// When the first build step ends; `None` when the image is created `Available`.
     pub build_due_at: Option<OffsetDateTime>,

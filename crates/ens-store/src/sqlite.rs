@@ -906,8 +906,14 @@ impl Store for SqliteStore {
 
     async fn create_image(&self, mut new: NewImage) -> StoreResult<Image> {
         // A collision among 36^25 IDs is next to impossible; a few retries make it harmless.
+        let disks = new.image.disk_device_mappings.clone();
         for _ in 0..5 {
             new.image.id = ImageId::parse(&new_custom_image_id()).map_err(corrupt)?;
+            for (disk, template) in new.image.disk_device_mappings.iter_mut().zip(&disks) {
+                if template.image_id.is_empty() {
+                    disk.image_id = new.image.id.as_str().to_owned();
+                }
+            }
             let mut tx = self.begin_write().await?;
             match insert_image_in(&mut tx, &new).await {
                 Ok(_) => {
