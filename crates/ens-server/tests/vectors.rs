@@ -108,13 +108,15 @@ async fn every_captured_sdk_request_passes_authentication() {
             wire["body"].as_str().unwrap(),
         )
         .await;
-        let expected = if action_of(&vector) != "DescribeImages" {
-            "InvalidAction.NotFound"
-        } else if name.contains("_sts") {
-            "InvalidSecurityToken.Malformed"
-        } else {
-            // Signature, clock and nonce accepted; the name itself breaks the naming rules.
-            "InvalidParameter.ImageName"
+        let expected = match (action_of(&vector).as_str(), name) {
+            ("ImportImage" | "UpgradeAICInstanceImage" | "ReinitInstance", _) => "InvalidAction.NotFound",
+            (_, name) if name.contains("_sts") => "InvalidSecurityToken.Malformed",
+            // The SDK sent ImageName empty.
+            ("CreateImage", _) | ("ModifyImageAttribute", "core_v1_empty_value") => "MissingParameter",
+            // Signature, clock and nonce accepted; the name itself breaks the naming rules
+            // (a space, a check mark, ...).
+            ("DescribeImages" | "ModifyImageAttribute", _) => "InvalidParameter.ImageName",
+            (action, _) => panic!("{name}: no expectation for {action}"),
         };
         assert_eq!(code, expected, "{name}: status {status}");
         assert!(!AUTH_FAILURES.contains(&code.as_str()), "{name}");
