@@ -62,6 +62,53 @@ impl fmt::Display for AccessKeyId {
     }
 }
 
+/// A RAM user's name, unique within its account: 1 to 64 letters, digits, `.`, `_`, `-`, `@`
+/// (the cloud's alphabet for user names).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RamUserName(String);
+
+impl RamUserName {
+    /// Validates a user name.
+    ///
+    /// # Errors
+    /// `InvalidField` naming `field` for anything outside the alphabet or length.
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, InvalidField> {
+        if value.is_empty()
+            || value.len() > 64
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+        {
+            return Err(InvalidField::new(
+                field,
+                "a user name is 1 to 64 letters, digits, '.', '_', '-' or '@'",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name as stored and shown.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RamUserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who acts: an account's owner, or one of its RAM users (whose rights come from policies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The account acted in.
+    pub account: AccountId,
+    /// The RAM user, or `None` for the account's owner.
+    pub user: Option<RamUserName>,
+}
+
 /// Whether a key may sign requests; an inactive key is kept so its owner can re-enable it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessKeyStatus {
@@ -102,6 +149,14 @@ mod tests {
         assert!(AccountId::parse("AliyunId", "12a4").is_err());
         assert!(AccountId::parse("AliyunId", "").is_err());
         assert!(AccountId::parse("AliyunId", &"1".repeat(21)).is_err());
+    }
+
+    #[test]
+    fn ram_user_names_follow_the_cloud_alphabet() {
+        assert!(RamUserName::parse("--user", "reader.team-1@corp").is_ok());
+        assert!(RamUserName::parse("--user", "").is_err());
+        assert!(RamUserName::parse("--user", "has space").is_err());
+        assert!(RamUserName::parse("--user", &"u".repeat(65)).is_err());
     }
 
     #[test]

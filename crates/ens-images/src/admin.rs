@@ -7,8 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use ens_domain::{AccessKeyId, AccountId, BuildFailure, ImageId, Instance, NodeId, Snapshot};
-use ens_store::{SqliteStore, Store};
+use ens_domain::{
+    AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, ImageId, Instance, NodeId, Principal, RamUserName,
+    Snapshot,
+};
+use ens_policy::PolicyDocument;
+use ens_store::{AuditFilter, SqliteStore, Store};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -26,6 +30,8 @@ pub struct AdminArgs {
         global = true
     )]
     data_dir: PathBuf,
+    #[command(flatten)]
+    master_key: setup::MasterKeyArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -35,9 +41,17 @@ enum AdminCommand {
     /// Accounts: each has its own images, shares and AccessKeys.
     #[command(subcommand)]
     Account(AccountCommand),
-    /// AccessKeys: the ID/secret pairs that sign API requests for an account.
+    /// RAM users: identities inside an account whose rights come from policies.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// AccessKeys: the ID/secret pairs that sign API requests for an account or a RAM user.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Policies: RAM policy documents attached to users.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The audit log: every write and every refused call.
+    Audit(AuditArgs),
     /// Instances that CreateImage can capture (a registry: the service runs no instances).
     #[command(subcommand)]
     Instance(InstanceCommand),
@@ -55,12 +69,59 @@ enum AccountCommand {
 }
 
 #[derive(Subcommand)]
-enum KeyCommand {
-    /// Creates another AccessKey for an account; prints its secret (shown only here).
+enum UserCommand {
+    /// Creates a RAM user (with no rights until a policy is attached).
     Create {
-        /// The account the key acts for.
+        /// The account the user belongs to.
         #[arg(long)]
         account: String,
+        /// The user's name, unique in the account.
+        #[arg(long)]
+        name: String,
+    },
+    /// Deletes a RAM user, its AccessKeys and its policy attachments.
+    Delete {
+        /// The account the user belongs to.
+        #[arg(long)]
+        account: String,
+        /// The user's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Lists RAM users with their keys and policies.
+    List {
+        /// Only the users of this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Creates an AccessKey for an account's owner, or for a RAM user with --user; prints
+    /// its secret (shown only here).
+    Create {
+        /// The account the key acts in.
+        #[arg(long)]
+        account: String,
+        /// The RAM user the key acts for (default: the account's owner).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Disables a key: its calls get InvalidAccessKeyId.Inactive at once.
+    Disable {
+        /// The AccessKey ID.
+        id: String,
+    },
+    /// Enables a disabled key.
+    Enable {
+        /// The AccessKey ID.
+        id: String,
+    },
+    /// Deletes a key: its calls get InvalidAccessKeyId.NotFound at once.
+    Delete {
+        /// The AccessKey ID.
+        id: String,
     },
     /// Lists AccessKeys (never their secrets).
     List {
@@ -68,6 +129,81 @@ enum KeyCommand {
         #[arg(long)]
         account: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Stores a policy document read from a JSON file, after validating it.
+    Create {
+        /// The account the policy belongs to.
+        #[arg(long)]
+        account: String,
+        /// The policy's name, unique in the account.
+        #[arg(long)]
+        name: String,
+        /// The JSON document (RAM syntax: Version "1", Statement [...]).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Deletes a policy that is attached to nobody.
+    Delete {
+        /// The account the policy belongs to.
+        #[arg(long)]
+        account: String,
+        /// The policy's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Attaches a policy to a RAM user.
+    Attach {
+        /// The account of the user and the policy.
+        #[arg(long)]
+        account: String,
+        /// The policy's name.
+        #[arg(long)]
+        name: String,
+        /// The user's name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Detaches a policy from a RAM user.
+    Detach {
+        /// The account of the user and the policy.
+        #[arg(long)]
+        account: String,
+        /// The policy's name.
+        #[arg(long)]
+        name: String,
+        /// The user's name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Lists policies with their documents and attachments.
+    List {
+        /// Only the policies of this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+/// Filters of `admin audit`.
+#[derive(Args)]
+struct AuditArgs {
+    /// Only calls in this account.
+    #[arg(long)]
+    account: Option<String>,
+    /// Only this action, e.g. DeleteImage.
+    #[arg(long)]
+    action: Option<String>,
+    /// Only this outcome: Success or an error code such as NoPermission.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Only records at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many records, newest first.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
 }
 
 /// What an image built from a source takes from it.
@@ -229,12 +365,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         );
     }
     let store = SqliteStore::open(&path).await.context("cannot open the store")?;
+    let master_key = setup::master_key(&args.master_key, &args.data_dir, false)?;
     let now = time::OffsetDateTime::now_utc();
     let output = match args.command {
         AdminCommand::Account(AccountCommand::Create) => {
             let id = setup::random_account_id()?;
             let (key, secret) = new_key_pair()?;
-            store.create_account_with_key(&id, &key, &secret, now).await?;
+            store
+                .create_account_with_key(&id, &key, &master_key.seal(&secret), now)
+                .await?;
             json!({"AccountId": id.as_str(), "AccessKeyId": key.as_str(), "AccessKeySecret": secret})
         }
         AdminCommand::Account(AccountCommand::List) => {
@@ -247,19 +386,52 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                         json!({
                             "AccountId": summary.id.as_str(),
                             "CreationTime": ens_protocol_time(summary.created_at),
-                            "AccessKeyIds": keys.iter().filter(|k| k.account == summary.id)
+                            "AccessKeyIds": keys.iter().filter(|k| k.principal.account == summary.id && k.principal.user.is_none())
                                 .map(|k| k.id.as_str()).collect::<Vec<_>>(),
                         })
                     })
                     .collect(),
             )
         }
-        AdminCommand::Key(KeyCommand::Create { account: owner }) => {
-            let owner = account(&owner)?;
+        AdminCommand::Key(KeyCommand::Create { account: owner, user }) => {
+            let principal = Principal {
+                account: account(&owner)?,
+                user: user
+                    .as_deref()
+                    .map(|name| RamUserName::parse("--user", name))
+                    .transpose()?,
+            };
             let (key, secret) = new_key_pair()?;
-            store.create_access_key(&owner, &key, &secret, now).await?;
-            json!({"AccountId": owner.as_str(), "AccessKeyId": key.as_str(), "AccessKeySecret": secret})
+            store
+                .create_access_key(&principal, &key, &master_key.seal(&secret), now)
+                .await?;
+            json!({
+                "AccountId": principal.account.as_str(),
+                "UserName": principal.user.as_ref().map(RamUserName::as_str),
+                "AccessKeyId": key.as_str(),
+                "AccessKeySecret": secret,
+            })
         }
+        AdminCommand::Key(KeyCommand::Disable { id }) => {
+            let key = AccessKeyId::parse(&id)?;
+            store
+                .set_access_key_status(&key, AccessKeyStatus::Inactive)
+                .await?;
+            json!({"AccessKeyId": key.as_str(), "Status": "Inactive"})
+        }
+        AdminCommand::Key(KeyCommand::Enable { id }) => {
+            let key = AccessKeyId::parse(&id)?;
+            store.set_access_key_status(&key, AccessKeyStatus::Active).await?;
+            json!({"AccessKeyId": key.as_str(), "Status": "Active"})
+        }
+        AdminCommand::Key(KeyCommand::Delete { id }) => {
+            let key = AccessKeyId::parse(&id)?;
+            store.delete_access_key(&key).await?;
+            json!({"AccessKeyId": key.as_str(), "Deleted": true})
+        }
+        AdminCommand::User(command) => user_command(&store, command, now).await?,
+        AdminCommand::Policy(command) => policy_command(&store, command, now).await?,
+        AdminCommand::Audit(filters) => audit_command(&store, filters).await?,
         AdminCommand::Key(KeyCommand::List { account: owner }) => {
             let owner = owner.as_deref().map(account).transpose()?;
             let keys = store.access_keys(owner.as_ref()).await?;
@@ -268,7 +440,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     .map(|key| {
                         json!({
                             "AccessKeyId": key.id.as_str(),
-                            "AccountId": key.account.as_str(),
+                            "AccountId": key.principal.account.as_str(),
+                            "UserName": key.principal.user.as_ref().map(RamUserName::as_str),
                             "Status": key.status.as_str(),
                             "CreationTime": ens_protocol_time(key.created_at),
                         })
@@ -337,4 +510,176 @@ fn ens_protocol_time(value: time::OffsetDateTime) -> String {
     value
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+fn user_name(value: &str) -> anyhow::Result<RamUserName> {
+    Ok(RamUserName::parse("--user", value)?)
+}
+
+async fn user_command(
+    store: &dyn Store,
+    command: UserCommand,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Value> {
+    Ok(match command {
+        UserCommand::Create { account: owner, name } => {
+            let user = store
+                .create_ram_user(&account(&owner)?, &user_name(&name)?, now)
+                .await?;
+            json!({
+                "AccountId": user.account.as_str(),
+                "UserName": user.name.as_str(),
+                "UserId": user.user_id,
+                "CreationTime": ens_protocol_time(user.created_at),
+            })
+        }
+        UserCommand::Delete { account: owner, name } => {
+            let owner = account(&owner)?;
+            let name = user_name(&name)?;
+            store.delete_ram_user(&owner, &name).await?;
+            json!({"AccountId": owner.as_str(), "UserName": name.as_str(), "Deleted": true})
+        }
+        UserCommand::List { account: owner } => {
+            let owner = owner.as_deref().map(account).transpose()?;
+            let users = store.ram_users(owner.as_ref()).await?;
+            let keys = store.access_keys(owner.as_ref()).await?;
+            let policies = store.policies(owner.as_ref()).await?;
+            Value::Array(
+                users
+                    .iter()
+                    .map(|user| {
+                        let mine = |principal: &Principal| {
+                            principal.account == user.account && principal.user.as_ref() == Some(&user.name)
+                        };
+                        json!({
+                            "AccountId": user.account.as_str(),
+                            "UserName": user.name.as_str(),
+                            "UserId": user.user_id,
+                            "CreationTime": ens_protocol_time(user.created_at),
+                            "AccessKeys": keys.iter().filter(|k| mine(&k.principal))
+                                .map(|k| json!({"AccessKeyId": k.id.as_str(), "Status": k.status.as_str()}))
+                                .collect::<Vec<_>>(),
+                            "Policies": policies.iter()
+                                .filter(|p| p.account == user.account && p.attached_to.contains(&user.name))
+                                .map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect(),
+            )
+        }
+    })
+}
+
+async fn policy_command(
+    store: &dyn Store,
+    command: PolicyCommand,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Value> {
+    Ok(match command {
+        PolicyCommand::Create {
+            account: owner,
+            name,
+            file,
+        } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let document = PolicyDocument::parse(&text)
+                .with_context(|| format!("invalid policy document {}", file.display()))?;
+            policy_name(&name)?;
+            let owner = account(&owner)?;
+            store.create_policy(&owner, &name, document.source(), now).await?;
+            json!({"AccountId": owner.as_str(), "PolicyName": name, "Statements": document.statements().len()})
+        }
+        PolicyCommand::Delete { account: owner, name } => {
+            let owner = account(&owner)?;
+            store.delete_policy(&owner, &name).await?;
+            json!({"AccountId": owner.as_str(), "PolicyName": name, "Deleted": true})
+        }
+        PolicyCommand::Attach {
+            account: owner,
+            name,
+            user,
+        } => {
+            let owner = account(&owner)?;
+            let user = user_name(&user)?;
+            store.attach_policy(&owner, &user, &name).await?;
+            json!({"AccountId": owner.as_str(), "PolicyName": name, "UserName": user.as_str(), "Attached": true})
+        }
+        PolicyCommand::Detach {
+            account: owner,
+            name,
+            user,
+        } => {
+            let owner = account(&owner)?;
+            let user = user_name(&user)?;
+            store.detach_policy(&owner, &user, &name).await?;
+            json!({"AccountId": owner.as_str(), "PolicyName": name, "UserName": user.as_str(), "Attached": false})
+        }
+        PolicyCommand::List { account: owner } => {
+            let owner = owner.as_deref().map(account).transpose()?;
+            Value::Array(
+                store
+                    .policies(owner.as_ref())
+                    .await?
+                    .iter()
+                    .map(|policy| {
+                        json!({
+                            "AccountId": policy.account.as_str(),
+                            "PolicyName": policy.name,
+                            "PolicyDocument": serde_json::from_str::<Value>(&policy.document)
+                                .unwrap_or_else(|_| Value::String(policy.document.clone())),
+                            "AttachedTo": policy.attached_to.iter().map(RamUserName::as_str).collect::<Vec<_>>(),
+                            "CreationTime": ens_protocol_time(policy.created_at),
+                        })
+                    })
+                    .collect(),
+            )
+        }
+    })
+}
+
+/// Policy names: 1 to 128 letters, digits and `-` (the cloud's rule for custom policies).
+fn policy_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        bail!("--name: a policy name is 1 to 128 letters, digits or '-', got {name:?}");
+    }
+    Ok(())
+}
+
+async fn audit_command(store: &dyn Store, filters: AuditArgs) -> anyhow::Result<Value> {
+    let since = filters
+        .since
+        .as_deref()
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("--since must be an RFC 3339 time, got {text:?}"))
+        })
+        .transpose()?;
+    let filter = AuditFilter {
+        account: filters.account.as_deref().map(account).transpose()?,
+        action: filters.action,
+        outcome: filters.outcome,
+        since,
+        limit: filters.limit,
+    };
+    Ok(Value::Array(
+        store
+            .audit_entries(&filter)
+            .await?
+            .iter()
+            .map(|entry| {
+                json!({
+                    "Time": ens_protocol_time(entry.at),
+                    "RequestId": entry.request_id,
+                    "AccountId": entry.account.as_ref().map(AccountId::as_str),
+                    "UserName": entry.user.as_ref().map(RamUserName::as_str),
+                    "AccessKeyId": entry.access_key_id,
+                    "Action": entry.action,
+                    "Resource": entry.resource,
+                    "SourceIp": entry.source_ip,
+                    "Outcome": entry.outcome,
+                })
+            })
+            .collect(),
+    ))
 }

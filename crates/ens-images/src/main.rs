@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use ens_server::{AppState, ServerConfig};
+use ens_server::throttle::RateLimit;
+use ens_server::{AppState, ServerConfig, TlsFiles};
 use ens_store::{SqliteStore, Store};
 
 /// A self-hostable implementation of the Alibaba Cloud ENS (2017-11-10) image API.
@@ -52,6 +53,21 @@ struct ServeArgs {
     /// new images Available at once.
     #[arg(long, env = "ENS_IMAGES_IMAGE_BUILD_SECONDS", default_value_t = 2.0)]
     image_build_seconds: f64,
+    /// Sustained requests per second allowed per AccessKey (token bucket); 0 disables the
+    /// limit. Over it, calls get Throttling.User.
+    #[arg(long, env = "ENS_IMAGES_RATE_LIMIT", default_value_t = 1000.0)]
+    rate_limit: f64,
+    /// Requests an AccessKey may send at once above the rate (bucket size).
+    #[arg(long, env = "ENS_IMAGES_RATE_BURST", default_value_t = 2000.0)]
+    rate_burst: f64,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "ENS_IMAGES_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "ENS_IMAGES_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    master_key: setup::MasterKeyArgs,
     /// Log line format on stderr.
     #[arg(long, env = "ENS_IMAGES_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -107,8 +123,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("cannot open the store")?,
     );
+    let master_key = setup::master_key(&args.master_key, &args.data_dir, true)?;
+    let sealed = ens_server::prepare_secrets(store.as_ref(), &master_key).await?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "sealed AccessKey secrets stored in clear by an older version"
+        );
+    }
     setup::load_catalog(store.as_ref(), catalog_text.as_deref()).await?;
-    setup::ensure_owner_account(store.as_ref(), &args.data_dir).await?;
+    setup::ensure_owner_account(store.as_ref(), &args.data_dir, &master_key).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -116,17 +140,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "ready");
     // Scripts and tests wait for this line instead of sleeping.
-    println!("ens-images listening on http://{address}");
+    let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+    println!("ens-images listening on {scheme}://{address}");
     let image_build_step = Duration::try_from_secs_f64(args.image_build_seconds)
         .ok()
         .filter(|step| *step <= Duration::from_secs(3600))
         .context("--image-build-seconds must be from 0 to 3600")?;
+    let rate_limit = if args.rate_limit > 0.0 {
+        if !(args.rate_burst >= 1.0 && args.rate_limit.is_finite() && args.rate_burst.is_finite()) {
+            anyhow::bail!("--rate-burst must be at least 1");
+        }
+        Some(RateLimit {
+            per_second: args.rate_limit,
+            burst: args.rate_burst,
+        })
+    } else {
+        None
+    };
     let config = ServerConfig {
         image_build_step,
+        rate_limit,
         ..ServerConfig::default()
     };
-    let state = AppState::new(store, config);
-    ens_server::serve(listener, state, shutdown_signal()).await?;
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let state = AppState::new(store, master_key, config);
+    ens_server::serve(listener, state, tls, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,8 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
 use ens_domain::{AccessKeyId, AccountId};
+use ens_server::secrets::MasterKey;
 use ens_store::Store;
 use rand::Rng;
 
@@ -16,6 +19,48 @@ const ROOT_KEY_SECRET_VAR: &str = "ENS_IMAGES_ROOT_ACCESS_KEY_SECRET";
 
 /// File, in the data directory, that holds the embedded store.
 pub const STORE_FILE: &str = "ens-images.db";
+
+/// File, in the data directory, that receives a generated master key when the operator
+/// supplies none.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Where the master key that seals AccessKey secrets comes from.
+#[derive(clap::Args, Clone)]
+pub struct MasterKeyArgs {
+    /// File holding the master key (64 hex digits or base64 of 32 bytes) that seals AccessKey
+    /// secrets at rest. Default: ENS_IMAGES_MASTER_KEY, else DIR/master.key, generated on
+    /// first start. Keep it out of the data directory's backups.
+    #[arg(long, env = "ENS_IMAGES_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Loads the master key; a missing `DIR/master.key` is generated when `create` is set.
+pub fn master_key(args: &MasterKeyArgs, data_dir: &Path, create: bool) -> anyhow::Result<MasterKey> {
+    if let Some(path) = &args.master_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read master key file {}", path.display()))?;
+        return MasterKey::parse(&text).with_context(|| format!("invalid master key in {}", path.display()));
+    }
+    if let Ok(text) = std::env::var("ENS_IMAGES_MASTER_KEY") {
+        return MasterKey::parse(&text).context("invalid ENS_IMAGES_MASTER_KEY");
+    }
+    let path = data_dir.join(MASTER_KEY_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read master key file {}", path.display()))?;
+        return MasterKey::parse(&text).with_context(|| format!("invalid master key in {}", path.display()));
+    }
+    if !create {
+        bail!(
+            "no master key: give --master-key-file or ENS_IMAGES_MASTER_KEY, or run `serve` once to create {}",
+            path.display()
+        );
+    }
+    let text = MasterKey::generate();
+    write_private_file(&path, text.as_bytes())?;
+    tracing::warn!(path = %path.display(), "generated a master key for AccessKey secrets; keep a copy outside the data directory");
+    MasterKey::parse(&text).context("generated master key")
+}
 
 /// File, in the data directory, that receives a generated owner key.
 pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.json";
@@ -63,7 +108,11 @@ pub fn random_account_id() -> anyhow::Result<AccountId> {
 /// The key comes from the environment when both variables are set; otherwise a random pair
 /// is written to `root-credentials.json` (mode 0600) in the data directory. The secret is
 /// never logged.
-pub async fn ensure_owner_account(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+pub async fn ensure_owner_account(
+    store: &dyn Store,
+    data_dir: &Path,
+    master_key: &MasterKey,
+) -> anyhow::Result<()> {
     let from_env = match (std::env::var(ROOT_KEY_ID_VAR), std::env::var(ROOT_KEY_SECRET_VAR)) {
         (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
         _ => None,
@@ -82,7 +131,7 @@ pub async fn ensure_owner_account(store: &dyn Store, data_dir: &Path) -> anyhow:
         let key = AccessKeyId::parse(&id)
             .with_context(|| format!("{ROOT_KEY_ID_VAR} is not a valid AccessKey ID"))?;
         store
-            .create_account_with_key(&account, &key, &secret, now)
+            .create_account_with_key(&account, &key, &master_key.seal(&secret), now)
             .await?;
         tracing::info!(%account, access_key_id = %key, "owner account created with the AccessKey from {ROOT_KEY_ID_VAR}");
         return Ok(());
@@ -99,7 +148,7 @@ pub async fn ensure_owner_account(store: &dyn Store, data_dir: &Path) -> anyhow:
         }))?,
     )?;
     store
-        .create_account_with_key(&account, &key, &secret, now)
+        .create_account_with_key(&account, &key, &master_key.seal(&secret), now)
         .await?;
     tracing::info!(%account, access_key_id = %key, path = %path.display(), "owner account created; its AccessKey secret is in the credentials file");
     eprintln!("ens-images: owner AccessKey written to {}", path.display());
@@ -107,7 +156,7 @@ pub async fn ensure_owner_account(store: &dyn Store, data_dir: &Path) -> anyhow:
 }
 
 /// Writes `contents` to a new file readable by its owner only.
-fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -115,6 +164,8 @@ fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())

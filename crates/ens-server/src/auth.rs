@@ -1,7 +1,7 @@
 //! Authentication: who signed the call, and is the signature fresh and genuine.
 
-use ens_domain::{AccessKeyId, AccessKeyStatus, AccountId};
-use ens_protocol::{AccessKeySecret, ApiError, Credentials, ErrorCode};
+use ens_domain::{AccessKeyId, AccessKeyStatus, Principal};
+use ens_protocol::{ApiError, Credentials, ErrorCode};
 use time::OffsetDateTime;
 
 use crate::error::ServerError;
@@ -10,8 +10,10 @@ use crate::AppState;
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The account the key acts for.
-    pub account: AccountId,
+    /// The account owner or RAM user the key acts for.
+    pub principal: Principal,
+    /// The key that signed.
+    pub access_key_id: AccessKeyId,
 }
 
 /// Runs the checks in the documented order: key lookup, signature, timestamp, nonce. The
@@ -27,7 +29,11 @@ pub async fn authenticate(
     if key.status == AccessKeyStatus::Inactive {
         return Err(ApiError::new(ErrorCode::InvalidAccessKeyIdInactive).into());
     }
-    credentials.verify(&AccessKeySecret::new(key.secret))?;
+    let secret = state.master_key.open(&key.secret).map_err(|error| {
+        tracing::error!(access_key_id = %key_id, %error, "stored secret cannot be opened");
+        ApiError::new(ErrorCode::InternalError)
+    })?;
+    credentials.verify(&secret)?;
     credentials.check_clock(now)?;
     let expires_at = now + state.config.nonce_window;
     if !state
@@ -37,5 +43,8 @@ pub async fn authenticate(
     {
         return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into());
     }
-    Ok(Caller { account: key.account })
+    Ok(Caller {
+        principal: key.principal,
+        access_key_id: key_id,
+    })
 }

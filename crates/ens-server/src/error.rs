@@ -15,6 +15,17 @@ pub enum ServerError {
     Store(#[from] StoreError),
 }
 
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored secret was sealed under a different master key.
+    #[error("the secret of AccessKey {0} cannot be opened with this master key: is it the key this store was created with?")]
+    WrongMasterKey(String),
+}
+
 impl From<ImageError> for ServerError {
     fn from(error: ImageError) -> Self {
         Self::Store(StoreError::Image(error))

@@ -1,18 +1,24 @@
 //! The one HTTP handler: every path and method goes through the same pipeline, so even a
 //! wrong path or method gets a well-formed cloud error.
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::body::Body as HttpBody;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use ens_policy::ALL_RESOURCES;
 use ens_protocol::render::{render_error, render_success};
-use ens_protocol::{parse_call, ApiError, ErrorCode, Format, RawRequest};
+use ens_protocol::{parse_call, Action, ApiError, Call, ErrorCode, Format, RawRequest};
+use ens_store::AuditEntry;
 use http_body_util::BodyExt;
+use time::OffsetDateTime;
 
-use crate::auth::authenticate;
+use crate::auth::{authenticate, Caller};
+use crate::authz::{authorize, resource_of, Context};
+use crate::error::ServerError;
 use crate::ops::dispatch;
 use crate::AppState;
 
@@ -26,22 +32,30 @@ fn new_request_id() -> String {
     uuid::Uuid::new_v4().hyphenated().to_string().to_ascii_uppercase()
 }
 
+/// How one request ended, for the response and the log.
+struct Outcome {
+    format: Format,
+    result: Result<String, ApiError>,
+    action: Option<Action>,
+    retry_after: Option<Duration>,
+}
+
 async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
     let (parts, body) = request.into_parts();
     let outcome = run(&state, &parts, body, &request_id).await;
-    let (status, format, text, code, action) = match outcome {
-        Ok((format, text, action)) => (StatusCode::OK, format, text, None, Some(action)),
-        Err((error, format, action)) => {
+    let (status, text, code) = match outcome.result {
+        Ok(text) => (StatusCode::OK, text, None),
+        Err(error) => {
             let status = StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let text = render_error(&error, &request_id, &state.config.host_id, format);
-            (status, format, text, Some(error.code.wire_code()), action)
+            let text = render_error(&error, &request_id, &state.config.host_id, outcome.format);
+            (status, text, Some(error.code.wire_code()))
         }
     };
     tracing::info!(
         request_id,
-        action = action.unwrap_or("-"),
+        action = outcome.action.map_or("-", Action::as_str),
         status = status.as_u16(),
         code = code.as_deref().unwrap_or("-"),
         elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -51,15 +65,18 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
+        HeaderValue::from_static(outcome.format.content_type()),
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-acs-request-id", value);
     }
+    if let Some(wait) = outcome.retry_after {
+        // Tea raises its ThrottlingException when this header carries a positive number of ms.
+        let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        headers.insert("x-acs-retry-after", HeaderValue::from(millis));
+    }
     response
 }
-
-type Outcome = Result<(Format, String, &'static str), (ApiError, Format, Option<&'static str>)>;
 
 async fn run(
     state: &AppState,
@@ -67,6 +84,12 @@ async fn run(
     body: HttpBody,
     request_id: &str,
 ) -> Outcome {
+    let refused = |error: ApiError, format: Format| Outcome {
+        format,
+        result: Err(error),
+        action: None,
+        retry_after: None,
+    };
     let body = match http_body_util::Limited::new(body, state.config.body_limit)
         .collect()
         .await
@@ -80,7 +103,7 @@ async fn run(
                     state.config.body_limit
                 ),
             );
-            return Err((error, Format::Json, None));
+            return refused(error, Format::Json);
         }
     };
     let headers: Vec<(String, String)> = parts
@@ -100,20 +123,115 @@ async fn run(
         headers: &headers,
         body: &body,
     };
-    let call = parse_call(&raw).map_err(|failure| (failure.error, failure.format, None))?;
-    let action = call.action.as_str();
+    let call = match parse_call(&raw) {
+        Ok(call) => call,
+        Err(failure) => return refused(failure.error, failure.format),
+    };
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
     let now = (state.clock)();
-    let result = async {
-        let caller = authenticate(state, &call.credentials, now).await?;
-        dispatch(state, &caller, &call, request_id, now).await
+    let mut caller: Option<Caller> = None;
+    let mut resource = ALL_RESOURCES.to_owned();
+    let mut retry_after = None;
+    let result: Result<_, ServerError> = async {
+        let authenticated = authenticate(state, &call.credentials, now).await?;
+        let account = authenticated.principal.account.as_str().to_owned();
+        caller = Some(authenticated.clone());
+        if let Some(throttle) = &state.throttle {
+            if let Err(wait) = throttle.take(authenticated.access_key_id.as_str(), Instant::now()) {
+                retry_after = Some(wait.0);
+                return Err(ApiError::new(ErrorCode::ThrottlingUser).into());
+            }
+        }
+        resource = resource_of(call.action, &call, &account);
+        let context = Context {
+            source_ip,
+            secure_transport: state.secure_transport,
+        };
+        authorize(state, &authenticated, &call, &resource, context, now).await?;
+        dispatch(state, &authenticated, &call, request_id, now).await
     }
     .await;
-    match result {
-        Ok(body) => Ok((call.format, render_success(&body, call.format), action)),
-        Err(error) => Err((
-            error.into_api_error(call.action, request_id),
-            call.format,
-            Some(action),
-        )),
+    let result = result
+        .map(|body| render_success(&body, call.format))
+        .map_err(|error| error.into_api_error(call.action, request_id));
+    audit(
+        state,
+        &call,
+        caller.as_ref(),
+        &resource,
+        source_ip,
+        request_id,
+        now,
+        &result,
+    )
+    .await;
+    Outcome {
+        format: call.format,
+        result,
+        action: Some(call.action),
+        retry_after,
+    }
+}
+
+/// Whether an action changes state (and so is always audited).
+fn is_write(action: Action) -> bool {
+    matches!(
+        action,
+        Action::CreateImage
+            | Action::DeleteImage
+            | Action::ModifyImageAttribute
+            | Action::ModifyImageSharePermission
+    )
+}
+
+/// Whether an error refused the caller (as opposed to its input), and so is audited.
+fn is_denial(code: &ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NoPermission
+            | ErrorCode::SignatureDoesNotMatch
+            | ErrorCode::InvalidAccessKeyIdNotFound
+            | ErrorCode::InvalidAccessKeyIdInactive
+            | ErrorCode::InvalidTimeStampExpired
+            | ErrorCode::SignatureNonceUsed
+            | ErrorCode::InvalidSecurityTokenMalformed
+            | ErrorCode::ThrottlingUser
+    )
+}
+
+/// Records every write and every refused call. A failure to record is logged; the answer
+/// already reflects what happened.
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    state: &AppState,
+    call: &Call,
+    caller: Option<&Caller>,
+    resource: &str,
+    source_ip: Option<std::net::IpAddr>,
+    request_id: &str,
+    now: OffsetDateTime,
+    result: &Result<String, ApiError>,
+) {
+    let outcome = match result {
+        Ok(_) if is_write(call.action) => "Success".to_owned(),
+        Err(error) if is_write(call.action) || is_denial(&error.code) => error.code.wire_code().into_owned(),
+        _ => return,
+    };
+    let entry = AuditEntry {
+        at: now,
+        request_id: request_id.to_owned(),
+        account: caller.map(|c| c.principal.account.clone()),
+        user: caller.and_then(|c| c.principal.user.clone()),
+        access_key_id: Some(call.credentials.access_key_id.clone()),
+        action: call.action.as_str().to_owned(),
+        resource: resource.to_owned(),
+        source_ip: source_ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+        outcome,
+    };
+    if let Err(error) = state.store.record_audit(&entry).await {
+        tracing::error!(request_id, %error, "audit record lost");
     }
 }

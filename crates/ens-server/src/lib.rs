@@ -6,11 +6,16 @@
 //! [`error::ServerError`], which maps them to the wire once.
 
 mod auth;
+mod authz;
 pub mod error;
 mod handler;
 mod ops;
+pub mod secrets;
+pub mod throttle;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +24,8 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 pub use handler::router;
+use secrets::MasterKey;
+use throttle::{RateLimit, Throttle};
 
 /// Reads the current time; injected so tests can pin the clock.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -35,6 +42,8 @@ pub struct ServerConfig {
     /// How long each build step of a new image (Creating, Packing, Uploading) lasts; zero
     /// makes images `Available` at once.
     pub image_build_step: Duration,
+    /// Per-AccessKey request rate; `None` serves every request.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +53,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             nonce_window: Duration::from_secs(30 * 60),
             image_build_step: Duration::from_secs(2),
+            rate_limit: None,
         }
     }
 }
@@ -57,18 +67,59 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The clock.
     pub clock: Clock,
+    /// Opens the AccessKey secrets the store keeps sealed.
+    pub master_key: Arc<MasterKey>,
+    /// Per-key rate limiting, when configured.
+    pub throttle: Option<Arc<Throttle>>,
+    /// Whether requests arrive over TLS (`acs:SecureTransport`).
+    pub secure_transport: bool,
 }
 
 impl AppState {
     /// State with the system clock.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+    pub fn new(store: Arc<dyn Store>, master_key: MasterKey, config: ServerConfig) -> Self {
         Self {
             store,
+            throttle: config.rate_limit.map(|limit| Arc::new(Throttle::new(limit))),
             config: Arc::new(config),
             clock: Arc::new(OffsetDateTime::now_utc),
+            master_key: Arc::new(master_key),
+            secure_transport: false,
         }
     }
+}
+
+/// Seals any secret the store still keeps in clear (stores made before sealing existed) and
+/// checks that every sealed one opens with `master_key`, so a wrong key fails at start, not
+/// on each request. Returns how many secrets were sealed.
+///
+/// # Errors
+/// When the store fails or a sealed secret belongs to another master key.
+pub async fn prepare_secrets(store: &dyn Store, master_key: &MasterKey) -> Result<u64, error::StartupError> {
+    let mut sealed = 0;
+    for (key, stored) in store.access_key_secrets().await? {
+        if MasterKey::is_sealed(&stored) {
+            master_key
+                .open(&stored)
+                .map_err(|_| error::StartupError::WrongMasterKey(key.to_string()))?;
+        } else {
+            store
+                .replace_access_key_secret(&key, &master_key.seal(&stored))
+                .await?;
+            sealed += 1;
+        }
+    }
+    Ok(sealed)
+}
+
+/// Certificate and private key files (PEM) for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
@@ -79,14 +130,31 @@ impl AppState {
 /// When accepting connections fails.
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    mut state: AppState,
+    tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.secure_transport = tls.is_some();
     let pruner = tokio::spawn(prune_nonces(state.clone()));
     let builder = tokio::spawn(advance_builds(state.clone()));
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        Some(files) => {
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, config)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+    };
     pruner.abort();
     builder.abort();
     result

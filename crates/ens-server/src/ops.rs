@@ -27,7 +27,7 @@ pub async fn dispatch(
     now: OffsetDateTime,
 ) -> Result<Body, ServerError> {
     let store = state.store.as_ref();
-    let account = &caller.account;
+    let account = &caller.principal.account;
     match call.action {
         Action::DescribeImages => describe(state, caller, call, request_id).await,
         Action::CreateImage => create(state, caller, call, request_id, now).await,
@@ -107,7 +107,7 @@ async fn describe(
         }
     }
     let query = ImageQuery {
-        viewer: caller.account.clone(),
+        viewer: caller.principal.account.clone(),
         node: request.node,
         image_id: request.image_id,
         image_name: request.image_name,
@@ -149,7 +149,7 @@ async fn create(
             let instance = store
                 .instance(id)
                 .await?
-                .filter(|instance| instance.owner == caller.account)
+                .filter(|instance| instance.owner == caller.principal.account)
                 .ok_or_else(|| not_found("InstanceId", id))?;
             let mut disks = vec![disk("system", instance.system_disk_gib)];
             if request.with_data_disks {
@@ -174,7 +174,7 @@ async fn create(
             let snapshot = store
                 .snapshot(id)
                 .await?
-                .filter(|snapshot| snapshot.owner == caller.account)
+                .filter(|snapshot| snapshot.owner == caller.principal.account)
                 .ok_or_else(|| not_found("SnapshotId", id))?;
             let template = Template {
                 platform: snapshot.platform,
@@ -197,7 +197,7 @@ async fn create(
     let image = Image {
         id: ens_domain::ImageId::pending(),
         name: request.image_name,
-        owner: Some(caller.account.clone()),
+        owner: Some(caller.principal.account.clone()),
         architecture: template.architecture,
         platform: template.platform,
         os_type: template.os_type,

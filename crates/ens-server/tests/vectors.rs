@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use ens_domain::{AccessKeyId, AccountId};
+use ens_server::secrets::MasterKey;
 use ens_server::{router, AppState, ServerConfig};
 use ens_store::{SqliteStore, Store};
 use http_body_util::BodyExt;
@@ -34,18 +35,22 @@ fn vectors() -> Vec<Value> {
         .collect()
 }
 
+fn master_key() -> MasterKey {
+    MasterKey::parse(&"42".repeat(32)).unwrap()
+}
+
 async fn state_at(now: OffsetDateTime) -> AppState {
     let store = SqliteStore::in_memory().await.unwrap();
     store
         .create_account_with_key(
             &AccountId::parse("AccountId", "1000000000000001").unwrap(),
             &AccessKeyId::parse("testid").unwrap(),
-            "testsecret",
+            &master_key().seal("testsecret"),
             now,
         )
         .await
         .unwrap();
-    let mut state = AppState::new(Arc::new(store), ServerConfig::default());
+    let mut state = AppState::new(Arc::new(store), master_key(), ServerConfig::default());
     state.clock = Arc::new(move || now);
     state
 }

@@ -13,7 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 use ens_domain::{
     AccessKeyId, AccessKeyStatus, AccountId, Image, ImageId, ImageQuery, ImageView, Instance, NodeId, Page,
-    PageRequest, Snapshot,
+    PageRequest, Principal, RamUserName, Snapshot,
 };
 use time::OffsetDateTime;
 
@@ -25,9 +25,10 @@ pub use sqlite::SqliteStore;
 pub struct StoredAccessKey {
     /// The key's public ID.
     pub id: AccessKeyId,
-    /// The account it acts for.
-    pub account: AccountId,
-    /// The shared secret; signatures are HMACs, so the verifier needs the secret itself.
+    /// Who it acts for: an account's owner or one of its RAM users.
+    pub principal: Principal,
+    /// The shared secret as stored (sealed by the server's master key); signatures are HMACs,
+    /// so the verifier needs the secret itself, not a hash.
     pub secret: String,
     /// Whether it may sign.
     pub status: AccessKeyStatus,
@@ -37,7 +38,7 @@ impl fmt::Debug for StoredAccessKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredAccessKey")
             .field("id", &self.id)
-            .field("account", &self.account)
+            .field("principal", &self.principal)
             .field("secret", &"<redacted>")
             .field("status", &self.status)
             .finish()
@@ -49,8 +50,8 @@ impl fmt::Debug for StoredAccessKey {
 pub struct AccessKeySummary {
     /// The key's public ID.
     pub id: AccessKeyId,
-    /// The account it acts for.
-    pub account: AccountId,
+    /// Who it acts for.
+    pub principal: Principal,
     /// Whether it may sign.
     pub status: AccessKeyStatus,
     /// When it was made.
@@ -64,6 +65,72 @@ pub struct AccountSummary {
     pub id: AccountId,
     /// When it was made.
     pub created_at: OffsetDateTime,
+}
+
+/// A RAM user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamUser {
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// Its name, unique in the account.
+    pub name: RamUserName,
+    /// Its numeric ID, unique across accounts.
+    pub user_id: String,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+}
+
+/// A stored policy document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// Its name, unique in the account.
+    pub name: String,
+    /// The JSON document as the operator wrote it (validated before storing).
+    pub document: String,
+    /// The users it is attached to.
+    pub attached_to: Vec<RamUserName>,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+}
+
+/// One audit record: a write, or a refused call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When the call was answered.
+    pub at: OffsetDateTime,
+    /// The call's RequestId.
+    pub request_id: String,
+    /// The caller's account, when authenticated.
+    pub account: Option<AccountId>,
+    /// The RAM user, when the caller is one.
+    pub user: Option<RamUserName>,
+    /// The AccessKey ID the caller presented.
+    pub access_key_id: Option<String>,
+    /// The action.
+    pub action: String,
+    /// The resource ARN (or `*`).
+    pub resource: String,
+    /// The caller's IP address.
+    pub source_ip: String,
+    /// `Success`, or the error code returned.
+    pub outcome: String,
+}
+
+/// Which audit records to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this account's calls.
+    pub account: Option<AccountId>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this outcome (`Success` or an error code).
+    pub outcome: Option<String>,
+    /// Only records at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many, newest first.
+    pub limit: u32,
 }
 
 /// A new custom image, before the store gives it an ID.
@@ -152,23 +219,107 @@ pub trait Store: Send + Sync + 'static {
     /// Creates an account (without keys).
     async fn create_account(&self, account: &AccountId, now: OffsetDateTime) -> StoreResult<()>;
 
-    /// Adds an active AccessKey to an existing account.
+    /// Adds an active AccessKey for an account's owner or one of its RAM users.
     ///
     /// # Errors
-    /// `NotFound` for an unknown account, `Conflict` for a taken key ID.
+    /// `NotFound` for an unknown account or user, `Conflict` for a taken key ID.
     async fn create_access_key(
         &self,
-        account: &AccountId,
+        principal: &Principal,
         key: &AccessKeyId,
         secret: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
+
+    /// Enables or disables a key; takes effect on the next request.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown key.
+    async fn set_access_key_status(&self, key: &AccessKeyId, status: AccessKeyStatus) -> StoreResult<()>;
+
+    /// Deletes a key.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown key.
+    async fn delete_access_key(&self, key: &AccessKeyId) -> StoreResult<()>;
+
+    /// Replaces a key's stored secret (used to seal secrets stored before sealing existed).
+    async fn replace_access_key_secret(&self, key: &AccessKeyId, secret: &str) -> StoreResult<()>;
+
+    /// Every key with its stored secret, for resealing.
+    async fn access_key_secrets(&self) -> StoreResult<Vec<(AccessKeyId, String)>>;
 
     /// Every account, oldest first.
     async fn accounts(&self) -> StoreResult<Vec<AccountSummary>>;
 
     /// Every AccessKey (of one account, when given), without secrets.
     async fn access_keys(&self, account: Option<&AccountId>) -> StoreResult<Vec<AccessKeySummary>>;
+
+    /// Creates a RAM user in an account.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown account, `Conflict` for a taken name.
+    async fn create_ram_user(
+        &self,
+        account: &AccountId,
+        name: &RamUserName,
+        now: OffsetDateTime,
+    ) -> StoreResult<RamUser>;
+
+    /// Deletes a RAM user with its AccessKeys and policy attachments.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user.
+    async fn delete_ram_user(&self, account: &AccountId, name: &RamUserName) -> StoreResult<()>;
+
+    /// Every RAM user (of one account, when given).
+    async fn ram_users(&self, account: Option<&AccountId>) -> StoreResult<Vec<RamUser>>;
+
+    /// Stores a validated policy document under a name.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown account, `Conflict` for a taken name.
+    async fn create_policy(
+        &self,
+        account: &AccountId,
+        name: &str,
+        document: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Deletes a policy.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown policy, `Conflict` while it is attached.
+    async fn delete_policy(&self, account: &AccountId, name: &str) -> StoreResult<()>;
+
+    /// Every policy (of one account, when given), with its attachments.
+    async fn policies(&self, account: Option<&AccountId>) -> StoreResult<Vec<StoredPolicy>>;
+
+    /// Attaches a policy to a user; attaching twice is a no-op.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown user or policy.
+    async fn attach_policy(&self, account: &AccountId, user: &RamUserName, policy: &str) -> StoreResult<()>;
+
+    /// Detaches a policy from a user.
+    ///
+    /// # Errors
+    /// `NotFound` when it was not attached.
+    async fn detach_policy(&self, account: &AccountId, user: &RamUserName, policy: &str) -> StoreResult<()>;
+
+    /// The documents of every policy attached to a user, read fresh on each call.
+    async fn user_policy_documents(
+        &self,
+        account: &AccountId,
+        user: &RamUserName,
+    ) -> StoreResult<Vec<String>>;
+
+    /// Appends an audit record.
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+
+    /// Audit records matching the filter, newest first.
+    async fn audit_entries(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
 
     /// Registers an instance.
     ///

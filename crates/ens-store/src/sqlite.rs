@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use ens_domain::rules::{ensure_deletable, ensure_owner, ensure_shareable};
 use ens_domain::{
     AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, ImageId,
-    ImageOwnerAlias, ImageQuery, ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Snapshot,
+    ImageOwnerAlias, ImageQuery, ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Principal,
+    RamUserName, Snapshot,
 };
 use rand::Rng;
 use sqlx::sqlite::{
@@ -26,8 +27,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::{
-    AccessKeySummary, AccountSummary, ImageShare, NewImage, SelfImageQuery, Store, StoreError, StoreResult,
-    StoredAccessKey,
+    AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
+    Store, StoreError, StoreResult, StoredAccessKey, StoredPolicy,
 };
 
 /// Scope of the public images in `image_listing` and `listing_counts`.
@@ -589,16 +590,15 @@ async fn paged_seqs(
 #[async_trait]
 impl Store for SqliteStore {
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>> {
-        let row = sqlx::query("SELECT account_id, secret, status FROM access_keys WHERE id = ?")
+        let row = sqlx::query("SELECT account_id, user_name, secret, status FROM access_keys WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let account: String = row.try_get("account_id")?;
         let status: String = row.try_get("status")?;
         Ok(Some(StoredAccessKey {
             id: id.clone(),
-            account: account_from(&account)?,
+            principal: principal_from(&row)?,
             secret: row.try_get("secret")?,
             status: AccessKeyStatus::from_stored(&status),
         }))
@@ -651,7 +651,11 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         insert_account(&mut tx, account, now).await?;
-        insert_key(&mut tx, account, key, secret, now).await?;
+        let owner = Principal {
+            account: account.clone(),
+            user: None,
+        };
+        insert_key(&mut tx, &owner, key, secret, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -665,9 +669,161 @@ impl Store for SqliteStore {
 
     async fn create_access_key(
         &self,
-        account: &AccountId,
+        principal: &Principal,
         key: &AccessKeyId,
         secret: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        require_row(
+            &mut tx,
+            "SELECT 1 FROM accounts WHERE id = ?",
+            principal.account.as_str(),
+            "account",
+        )
+        .await?;
+        if let Some(user) = &principal.user {
+            require_user(&mut tx, &principal.account, user).await?;
+        }
+        insert_key(&mut tx, principal, key, secret, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_access_key_status(&self, key: &AccessKeyId, status: AccessKeyStatus) -> StoreResult<()> {
+        let changed = sqlx::query("UPDATE access_keys SET status = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("AccessKey {key}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_access_key(&self, key: &AccessKeyId) -> StoreResult<()> {
+        let deleted = sqlx::query("DELETE FROM access_keys WHERE id = ?")
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("AccessKey {key}")));
+        }
+        Ok(())
+    }
+
+    async fn replace_access_key_secret(&self, key: &AccessKeyId, secret: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE access_keys SET secret = ? WHERE id = ?")
+            .bind(secret)
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn access_key_secrets(&self) -> StoreResult<Vec<(AccessKeyId, String)>> {
+        let rows = sqlx::query("SELECT id, secret FROM access_keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok((AccessKeyId::parse(&id).map_err(corrupt)?, row.try_get("secret")?))
+            })
+            .collect()
+    }
+
+    async fn create_ram_user(
+        &self,
+        account: &AccountId,
+        name: &RamUserName,
+        now: OffsetDateTime,
+    ) -> StoreResult<RamUser> {
+        let mut tx = self.begin_write().await?;
+        require_row(
+            &mut tx,
+            "SELECT 1 FROM accounts WHERE id = ?",
+            account.as_str(),
+            "account",
+        )
+        .await?;
+        let user_id: String = {
+            let mut rng = rand::thread_rng();
+            std::iter::once(char::from(b'2' + rng.gen_range(0..8u8)))
+                .chain((0..15).map(|_| char::from(b'0' + rng.gen_range(0..10u8))))
+                .collect()
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO ram_users (account_id, name, user_id, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(account.as_str())
+        .bind(name.as_str())
+        .bind(&user_id)
+        .bind(format_time(now)?)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("RAM user {name}")));
+        }
+        tx.commit().await?;
+        Ok(RamUser {
+            account: account.clone(),
+            name: name.clone(),
+            user_id,
+            created_at: now,
+        })
+    }
+
+    async fn delete_ram_user(&self, account: &AccountId, name: &RamUserName) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        require_user(&mut tx, account, name).await?;
+        sqlx::query("DELETE FROM access_keys WHERE account_id = ? AND user_name = ?")
+            .bind(account.as_str())
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM ram_users WHERE account_id = ? AND name = ?")
+            .bind(account.as_str())
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ram_users(&self, account: Option<&AccountId>) -> StoreResult<Vec<RamUser>> {
+        let filter = account.map(AccountId::as_str);
+        let rows = sqlx::query(
+            "SELECT account_id, name, user_id, created_at FROM ram_users WHERE ? IS NULL OR account_id = ? \
+             ORDER BY account_id, name",
+        )
+        .bind(filter)
+        .bind(filter)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let account: String = row.try_get("account_id")?;
+                let name: String = row.try_get("name")?;
+                let created: String = row.try_get("created_at")?;
+                Ok(RamUser {
+                    account: account_from(&account)?,
+                    name: RamUserName::parse("name", &name).map_err(corrupt)?,
+                    user_id: row.try_get("user_id")?,
+                    created_at: parse_time(&created)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_policy(
+        &self,
+        account: &AccountId,
+        name: &str,
+        document: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
@@ -678,9 +834,206 @@ impl Store for SqliteStore {
             "account",
         )
         .await?;
-        insert_key(&mut tx, account, key, secret, now).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO policies (account_id, name, document, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(account.as_str())
+        .bind(name)
+        .bind(document)
+        .bind(format_time(now)?)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("policy {name}")));
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn delete_policy(&self, account: &AccountId, name: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let attached: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM policy_attachments WHERE account_id = ? AND policy_name = ?",
+        )
+        .bind(account.as_str())
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if attached > 0 {
+            return Err(StoreError::Conflict(format!(
+                "policy {name} is attached to {attached} user(s); detach it first"
+            )));
+        }
+        let deleted = sqlx::query("DELETE FROM policies WHERE account_id = ? AND name = ?")
+            .bind(account.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("policy {name}")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn policies(&self, account: Option<&AccountId>) -> StoreResult<Vec<StoredPolicy>> {
+        let filter = account.map(AccountId::as_str);
+        let rows = sqlx::query(
+            "SELECT account_id, name, document, created_at FROM policies WHERE ? IS NULL OR account_id = ? \
+             ORDER BY account_id, name",
+        )
+        .bind(filter)
+        .bind(filter)
+        .fetch_all(&self.pool)
+        .await?;
+        let attachments = sqlx::query(
+            "SELECT account_id, user_name, policy_name FROM policy_attachments ORDER BY user_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let account: String = row.try_get("account_id")?;
+                let name: String = row.try_get("name")?;
+                let created: String = row.try_get("created_at")?;
+                let mut attached_to = Vec::new();
+                for attachment in &attachments {
+                    let on: String = attachment.try_get("account_id")?;
+                    let policy: String = attachment.try_get("policy_name")?;
+                    if on == account && policy == name {
+                        let user: String = attachment.try_get("user_name")?;
+                        attached_to.push(RamUserName::parse("user_name", &user).map_err(corrupt)?);
+                    }
+                }
+                Ok(StoredPolicy {
+                    account: account_from(&account)?,
+                    name,
+                    document: row.try_get("document")?,
+                    attached_to,
+                    created_at: parse_time(&created)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn attach_policy(&self, account: &AccountId, user: &RamUserName, policy: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        require_user(&mut tx, account, user).await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM policies WHERE account_id = ? AND name = ?")
+                .bind(account.as_str())
+                .bind(policy)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound(format!("policy {policy}")));
+        }
+        sqlx::query(
+            "INSERT INTO policy_attachments (account_id, user_name, policy_name) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(account.as_str())
+        .bind(user.as_str())
+        .bind(policy)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn detach_policy(&self, account: &AccountId, user: &RamUserName, policy: &str) -> StoreResult<()> {
+        let deleted = sqlx::query(
+            "DELETE FROM policy_attachments WHERE account_id = ? AND user_name = ? AND policy_name = ?",
+        )
+        .bind(account.as_str())
+        .bind(user.as_str())
+        .bind(policy)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!(
+                "attachment of policy {policy} to {user}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn user_policy_documents(
+        &self,
+        account: &AccountId,
+        user: &RamUserName,
+    ) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT p.document FROM policy_attachments a JOIN policies p \
+             ON p.account_id = a.account_id AND p.name = a.policy_name \
+             WHERE a.account_id = ? AND a.user_name = ? ORDER BY p.name",
+        )
+        .bind(account.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
+             source_ip, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(format_time(entry.at)?)
+        .bind(&entry.request_id)
+        .bind(entry.account.as_ref().map(AccountId::as_str))
+        .bind(entry.user.as_ref().map(RamUserName::as_str))
+        .bind(entry.access_key_id.as_deref())
+        .bind(&entry.action)
+        .bind(&entry.resource)
+        .bind(&entry.source_ip)
+        .bind(&entry.outcome)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        let account = filter.account.as_ref().map(AccountId::as_str);
+        let since = filter.since.map(format_time).transpose()?;
+        let rows = sqlx::query(
+            "SELECT at, request_id, account_id, user_name, access_key_id, action, resource, source_ip, outcome \
+             FROM audit_log WHERE (? IS NULL OR account_id = ?) AND (? IS NULL OR action = ?) \
+             AND (? IS NULL OR outcome = ?) AND (? IS NULL OR at >= ?) ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(account)
+        .bind(account)
+        .bind(filter.action.as_deref())
+        .bind(filter.action.as_deref())
+        .bind(filter.outcome.as_deref())
+        .bind(filter.outcome.as_deref())
+        .bind(since.as_deref())
+        .bind(since.as_deref())
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let at: String = row.try_get("at")?;
+                let account: Option<String> = row.try_get("account_id")?;
+                let user: Option<String> = row.try_get("user_name")?;
+                Ok(AuditEntry {
+                    at: parse_time(&at)?,
+                    request_id: row.try_get("request_id")?,
+                    account: account.as_deref().map(account_from).transpose()?,
+                    user: user
+                        .as_deref()
+                        .map(|name| RamUserName::parse("user_name", name).map_err(corrupt))
+                        .transpose()?,
+                    access_key_id: row.try_get("access_key_id")?,
+                    action: row.try_get("action")?,
+                    resource: row.try_get("resource")?,
+                    source_ip: row.try_get("source_ip")?,
+                    outcome: row.try_get("outcome")?,
+                })
+            })
+            .collect()
     }
 
     async fn accounts(&self) -> StoreResult<Vec<AccountSummary>> {
@@ -701,7 +1054,7 @@ impl Store for SqliteStore {
 
     async fn access_keys(&self, account: Option<&AccountId>) -> StoreResult<Vec<AccessKeySummary>> {
         let rows = sqlx::query(
-            "SELECT id, account_id, status, created_at FROM access_keys \
+            "SELECT id, account_id, user_name, status, created_at FROM access_keys \
              WHERE ? IS NULL OR account_id = ? ORDER BY created_at, id",
         )
         .bind(account.map(AccountId::as_str))
@@ -711,12 +1064,11 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("id")?;
-                let account: String = row.try_get("account_id")?;
                 let status: String = row.try_get("status")?;
                 let created: String = row.try_get("created_at")?;
                 Ok(AccessKeySummary {
                     id: AccessKeyId::parse(&id).map_err(corrupt)?,
-                    account: account_from(&account)?,
+                    principal: principal_from(row)?,
                     status: AccessKeyStatus::from_stored(&status),
                     created_at: parse_time(&created)?,
                 })
@@ -917,6 +1269,15 @@ impl Store for SqliteStore {
             let mut tx = self.begin_write().await?;
             match insert_image_in(&mut tx, &new).await {
                 Ok(_) => {
+                    // Born Available: the upload is already over, so release the build instance now.
+                    if let (ImageStatus::Available, Some(instance)) =
+                        (new.image.status, &new.release_instance)
+                    {
+                        sqlx::query("DELETE FROM instances WHERE id = ?")
+                            .bind(instance)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     tx.commit().await?;
                     return Ok(new.image);
                 }
@@ -1215,19 +1576,51 @@ async fn insert_account(
     Ok(())
 }
 
-async fn insert_key(
+/// The owner or RAM user a key row acts for.
+fn principal_from(row: &SqliteRow) -> StoreResult<Principal> {
+    let account: String = row.try_get("account_id")?;
+    let user: Option<String> = row.try_get("user_name")?;
+    Ok(Principal {
+        account: account_from(&account)?,
+        user: user
+            .as_deref()
+            .map(|name| RamUserName::parse("user_name", name).map_err(corrupt))
+            .transpose()?,
+    })
+}
+
+async fn require_user(
     conn: &mut SqliteConnection,
     account: &AccountId,
+    user: &RamUserName,
+) -> StoreResult<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM ram_users WHERE account_id = ? AND name = ?")
+        .bind(account.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if found.is_none() {
+        return Err(StoreError::NotFound(format!(
+            "RAM user {user} in account {account}"
+        )));
+    }
+    Ok(())
+}
+
+async fn insert_key(
+    conn: &mut SqliteConnection,
+    principal: &Principal,
     key: &AccessKeyId,
     secret: &str,
     now: OffsetDateTime,
 ) -> StoreResult<()> {
     let created = sqlx::query(
-        "INSERT INTO access_keys (id, account_id, secret, status, created_at) VALUES (?, ?, ?, ?, ?) \
+        "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) VALUES (?, ?, ?, ?, ?, ?) \
          ON CONFLICT DO NOTHING",
     )
     .bind(key.as_str())
-    .bind(account.as_str())
+    .bind(principal.account.as_str())
+    .bind(principal.user.as_ref().map(RamUserName::as_str))
     .bind(secret)
     .bind(AccessKeyStatus::Active.as_str())
     .bind(format_time(now)?)

@@ -9,8 +9,10 @@ use ens_domain::{
     AccessKeyId, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, NodeId,
     PageNumber, PageRequest, PageSize,
 };
-use ens_domain::{BuildFailure, ImageError, ImageStatus, Instance, Snapshot};
-use ens_store::{NewImage, SelfImageQuery, SqliteStore, Store, StoreError};
+use ens_domain::{
+    AccessKeyStatus, BuildFailure, ImageError, ImageStatus, Instance, Principal, RamUserName, Snapshot,
+};
+use ens_store::{AuditEntry, AuditFilter, NewImage, SelfImageQuery, SqliteStore, Store, StoreError};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -307,7 +309,8 @@ async fn access_keys_are_found_with_their_account(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(key.account, alice);
+    assert_eq!(key.principal.account, alice);
+    assert_eq!(key.principal.user, None);
     assert_eq!(key.secret, "secret");
     assert!(!format!("{key:?}").contains("secret\""));
     assert!(store
@@ -579,11 +582,23 @@ async fn shares_are_listed_filtered_and_bounded(store: &dyn Store) {
 async fn accounts_and_keys_are_listed_without_secrets(store: &dyn Store) {
     let (alice, _) = seeded(store).await;
     let key = AccessKeyId::parse("AKALICE2").unwrap();
-    store.create_access_key(&alice, &key, "s2", NOW).await.unwrap();
-    let again = store.create_access_key(&alice, &key, "s3", NOW).await;
+    let owner = Principal {
+        account: alice.clone(),
+        user: None,
+    };
+    store.create_access_key(&owner, &key, "s2", NOW).await.unwrap();
+    let again = store.create_access_key(&owner, &key, "s3", NOW).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     let nobody = store
-        .create_access_key(&account("42"), &AccessKeyId::parse("AK42").unwrap(), "s", NOW)
+        .create_access_key(
+            &Principal {
+                account: account("42"),
+                user: None,
+            },
+            &AccessKeyId::parse("AK42").unwrap(),
+            "s",
+            NOW,
+        )
         .await;
     assert!(matches!(nobody, Err(StoreError::NotFound(_))), "{nobody:?}");
     assert_eq!(store.accounts().await.unwrap().len(), 2);
@@ -595,7 +610,149 @@ async fn accounts_and_keys_are_listed_without_secrets(store: &dyn Store) {
     assert_eq!(store.access_keys(None).await.unwrap().len(), 3);
 }
 
+async fn ram_users_keys_and_policies_live_and_die_together(store: &dyn Store) {
+    let (alice, _) = seeded(store).await;
+    let reader = RamUserName::parse("user", "reader").unwrap();
+    let user = store.create_ram_user(&alice, &reader, NOW).await.unwrap();
+    assert_eq!(user.user_id.len(), 16);
+    let twice = store.create_ram_user(&alice, &reader, NOW).await;
+    assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
+    let principal = Principal {
+        account: alice.clone(),
+        user: Some(reader.clone()),
+    };
+    let key = AccessKeyId::parse("AKREADER").unwrap();
+    store
+        .create_access_key(&principal, &key, "sealed", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.access_key(&key).await.unwrap().unwrap().principal,
+        principal
+    );
+    let ghost = Principal {
+        account: alice.clone(),
+        user: Some(RamUserName::parse("user", "ghost").unwrap()),
+    };
+    let missing = store
+        .create_access_key(&ghost, &AccessKeyId::parse("AKGHOST").unwrap(), "s", NOW)
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+
+    store
+        .set_access_key_status(&key, AccessKeyStatus::Inactive)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.access_key(&key).await.unwrap().unwrap().status,
+        AccessKeyStatus::Inactive
+    );
+    store
+        .set_access_key_status(&key, AccessKeyStatus::Active)
+        .await
+        .unwrap();
+
+    let document =
+        r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"ens:Describe*","Resource":"*"}]}"#;
+    store
+        .create_policy(&alice, "read-only", document, NOW)
+        .await
+        .unwrap();
+    store.attach_policy(&alice, &reader, "read-only").await.unwrap();
+    store.attach_policy(&alice, &reader, "read-only").await.unwrap();
+    assert_eq!(
+        store.user_policy_documents(&alice, &reader).await.unwrap(),
+        [document]
+    );
+    let busy = store.delete_policy(&alice, "read-only").await;
+    assert!(matches!(busy, Err(StoreError::Conflict(_))), "{busy:?}");
+    let policies = store.policies(Some(&alice)).await.unwrap();
+    assert_eq!(policies[0].attached_to, std::slice::from_ref(&reader));
+    store.detach_policy(&alice, &reader, "read-only").await.unwrap();
+    assert!(store
+        .user_policy_documents(&alice, &reader)
+        .await
+        .unwrap()
+        .is_empty());
+    store.attach_policy(&alice, &reader, "read-only").await.unwrap();
+
+    // Deleting the user takes its keys and attachments with it.
+    store.delete_ram_user(&alice, &reader).await.unwrap();
+    assert!(store.access_key(&key).await.unwrap().is_none());
+    assert!(store.ram_users(Some(&alice)).await.unwrap().is_empty());
+    store.delete_policy(&alice, "read-only").await.unwrap();
+    let gone = store.delete_access_key(&key).await;
+    assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+}
+
+async fn audit_records_are_filtered_newest_first(store: &dyn Store) {
+    let (alice, bob) = seeded(store).await;
+    for (index, (who, action, outcome)) in [
+        (&alice, "CreateImage", "Success"),
+        (&bob, "DeleteImage", "NoPermission"),
+        (&alice, "DeleteImage", "Success"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .record_audit(&AuditEntry {
+                at: NOW + time::Duration::seconds(i64::try_from(index).unwrap()),
+                request_id: format!("R{index}"),
+                account: Some(who.clone()),
+                user: None,
+                access_key_id: Some("AK".into()),
+                action: action.into(),
+                resource: "*".into(),
+                source_ip: "127.0.0.1".into(),
+                outcome: outcome.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let all = store
+        .audit_entries(&AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(),
+        ["R2", "R1", "R0"]
+    );
+    let denied = store
+        .audit_entries(&AuditFilter {
+            outcome: Some("NoPermission".into()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].account, Some(bob));
+    let alices_deletes = store
+        .audit_entries(&AuditFilter {
+            account: Some(alice),
+            action: Some("DeleteImage".into()),
+            since: Some(NOW),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        alices_deletes
+            .iter()
+            .map(|e| e.request_id.as_str())
+            .collect::<Vec<_>>(),
+        ["R2"]
+    );
+}
+
 store_suite!(
+    ram_users_keys_and_policies_live_and_die_together,
+    audit_records_are_filtered_newest_first,
     builds_advance_once_per_step_and_list_only_when_available,
     a_failing_source_ends_in_a_failure_status,
     delete_and_rename_follow_the_ownership_rules,

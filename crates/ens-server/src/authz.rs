@@ -1,0 +1,103 @@
+//! Authorization: may this caller run this action on this resource?
+//!
+//! An account's owner may do everything in its own account. A RAM user may do what its
+//! attached policies allow, evaluated as the cloud documents it: an explicit Deny wins, then
+//! an Allow, else the call is denied. Policies are read from the store on every call, so a
+//! change made with `ens-images admin` applies to the next request.
+
+use std::net::IpAddr;
+
+use ens_policy::{
+    evaluate, image_arn, AccessRequest, Decision, PolicyDocument, RequestContext, ALL_RESOURCES,
+};
+use ens_protocol::{Action, ApiError, Call, ErrorCode};
+use time::OffsetDateTime;
+
+use crate::auth::Caller;
+use crate::error::ServerError;
+use crate::AppState;
+
+/// The resource a call acts on, as its API page documents it: one image for the calls
+/// that name the image resource (`acs:ens::{account}:image/{ImageId}`), all resources
+/// (`*`) for the others.
+#[must_use]
+pub fn resource_of(action: Action, call: &Call, account: &str) -> String {
+    let names_image = matches!(action, Action::DeleteImage | Action::ModifyImageSharePermission);
+    match call.params.get("ImageId") {
+        Some(image) if names_image && !image.is_empty() => image_arn(None, account, image),
+        _ => ALL_RESOURCES.to_owned(),
+    }
+}
+
+/// What the conditions of a policy may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// The client's address.
+    pub source_ip: Option<IpAddr>,
+    /// Whether the call came over TLS.
+    pub secure_transport: bool,
+}
+
+/// Refuses the call unless the caller may run it.
+///
+/// # Errors
+/// `NoPermission` when denied (explicitly or by default).
+pub async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    call: &Call,
+    resource: &str,
+    context: Context,
+    now: OffsetDateTime,
+) -> Result<(), ServerError> {
+    let Some(user) = &caller.principal.user else {
+        return Ok(());
+    };
+    let texts = state
+        .store
+        .user_policy_documents(&caller.principal.account, user)
+        .await?;
+    let documents: Vec<PolicyDocument> = texts
+        .iter()
+        .filter_map(|text| match PolicyDocument::parse(text) {
+            Ok(document) => Some(document),
+            Err(error) => {
+                // Documents are validated before they are stored; an unreadable one grants nothing.
+                tracing::error!(%error, user = %user, "stored policy cannot be parsed; ignored");
+                None
+            }
+        })
+        .collect();
+    let references: Vec<&PolicyDocument> = documents.iter().collect();
+    let request_context = RequestContext {
+        source_ip: context.source_ip,
+        current_time: now,
+        secure_transport: context.secure_transport,
+    };
+    let decision = evaluate(
+        &references,
+        &AccessRequest {
+            action: call.action.ram_action(),
+            resource,
+            context: &request_context,
+        },
+    );
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::ExplicitDeny | Decision::ImplicitDeny => {
+            let why = if decision == Decision::ExplicitDeny {
+                "an explicit Deny in a policy"
+            } else {
+                "no policy allows it"
+            };
+            Err(ApiError::with_message(
+                ErrorCode::NoPermission,
+                format!(
+                    "Permission denied: RAM user {user} may not perform {} on {resource} ({why}).",
+                    call.action.ram_action()
+                ),
+            )
+            .into())
+        }
+    }
+}
