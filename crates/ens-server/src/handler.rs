@@ -8,6 +8,7 @@ use axum::body::Body as HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use ens_policy::ALL_RESOURCES;
 use ens_protocol::render::{render_error, render_success};
@@ -15,6 +16,7 @@ use ens_protocol::{parse_call, Action, ApiError, Call, ErrorCode, Format, RawReq
 use ens_store::AuditEntry;
 use http_body_util::BodyExt;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::auth::{authenticate, Caller};
 use crate::authz::{authorize, resource_of, Context};
@@ -22,9 +24,60 @@ use crate::error::ServerError;
 use crate::ops::dispatch;
 use crate::AppState;
 
-/// The service's router.
+/// The service's router: the API on `/` (and, for well-formed errors, on every other path),
+/// plus the probes and metrics that load balancers and Prometheus read.
 pub fn router(state: AppState) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(handle)
+        .with_state(state)
+}
+
+/// The process is alive and serving.
+async fn healthz() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+/// The store answers (which also means its migrations ran).
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.has_catalog().await {
+        Ok(_) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: store unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"status":"store unavailable"}"#,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(state.store.pool_stats());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// A fresh request ID in the cloud's shape: an upper-case UUID.
@@ -44,7 +97,12 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
     let (parts, body) = request.into_parts();
-    let outcome = run(&state, &parts, body, &request_id).await;
+    // Every log line written while answering carries the RequestId.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let outcome = run(&state, &parts, body, &request_id)
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
     let (status, text, code) = match outcome.result {
         Ok(text) => (StatusCode::OK, text, None),
         Err(error) => {
@@ -53,9 +111,12 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             (status, text, Some(error.code.wire_code()))
         }
     };
+    let action = outcome.action.map_or("-", Action::as_str);
+    state
+        .metrics
+        .observe(action, code.as_deref().unwrap_or("Success"), started.elapsed());
     tracing::info!(
-        request_id,
-        action = outcome.action.map_or("-", Action::as_str),
+        action,
         status = status.as_u16(),
         code = code.as_deref().unwrap_or("-"),
         elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -154,6 +215,10 @@ async fn run(
         dispatch(state, &authenticated, &call, request_id, now).await
     }
     .await;
+    if matches!(&result, Err(ServerError::Store(error)) if !matches!(error, ens_store::StoreError::Image(_)))
+    {
+        state.metrics.store_error();
+    }
     let result = result
         .map(|body| render_success(&body, call.format))
         .map_err(|error| error.into_api_error(call.action, request_id));

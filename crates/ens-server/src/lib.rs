@@ -9,6 +9,7 @@ mod auth;
 mod authz;
 pub mod error;
 mod handler;
+pub mod metrics;
 mod ops;
 pub mod secrets;
 pub mod throttle;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub throttle: Option<Arc<Throttle>>,
     /// Whether requests arrive over TLS (`acs:SecureTransport`).
     pub secure_transport: bool,
+    /// Request and store metrics for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
             clock: Arc::new(OffsetDateTime::now_utc),
             master_key: Arc::new(master_key),
             secure_transport: false,
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 }

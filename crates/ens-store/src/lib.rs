@@ -171,11 +171,25 @@ pub struct ImageShare {
     pub created_at: OffsetDateTime,
 }
 
+/// Connection pool usage, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Idle connections among them.
+    pub idle: usize,
+}
+
 /// Everything the service persists, in domain terms.
 ///
 /// Every write is one transaction: acknowledged means committed.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Connection pool usage now, when the backend pools connections.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+
     /// Looks up a key by ID, whatever its status.
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>>;
 

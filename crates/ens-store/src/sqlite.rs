@@ -589,6 +589,13 @@ async fn paged_seqs(
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn pool_stats(&self) -> Option<crate::PoolStats> {
+        Some(crate::PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+        })
+    }
+
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>> {
         let row = sqlx::query("SELECT account_id, user_name, secret, status FROM access_keys WHERE id = ?")
             .bind(id.as_str())
