@@ -29,6 +29,18 @@ pub(crate) fn optional<'a>(params: &'a BTreeMap<String, String>, name: &str) -> 
         .filter(|value| !value.is_empty())
 }
 
+/// `PageNumber` and `PageSize` of a paged call, with the call's default and maximum size.
+pub(crate) fn page_request(
+    params: &BTreeMap<String, String>,
+    default_size: u32,
+    max_size: u32,
+) -> Result<ens_domain::PageRequest, ApiError> {
+    Ok(ens_domain::PageRequest {
+        number: ens_domain::PageNumber::parse(optional(params, "PageNumber"))?,
+        size: ens_domain::PageSize::parse(optional(params, "PageSize"), default_size, max_size)?,
+    })
+}
+
 /// A required business parameter: absent or empty is `MissingParameter` naming it.
 pub(crate) fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
     optional(params, name).ok_or_else(|| ApiError::missing_parameter(name))

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use ens_domain::{AccountId, ImageId, Page, PageNumber, PageRequest, PageSize};
+use ens_domain::{AccountId, ImageId, Page, PageRequest};
 
-use super::{int, optional, required_image_id};
+use super::{int, optional, page_request, required_image_id};
 use crate::error::ApiError;
 use crate::render::{Body, Value};
 
@@ -35,10 +35,7 @@ impl DescribeImageSharePermissionRequest {
             aliyun_id: optional(params, "AliyunId")
                 .map(|id| AccountId::parse("AliyunId", id))
                 .transpose()?,
-            page: PageRequest {
-                number: PageNumber::parse(optional(params, "PageNumber"))?,
-                size: PageSize::parse(optional(params, "PageSize"), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
-            },
+            page: page_request(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
         })
     }
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use ens_domain::image::{validate_image_name, validate_resource_id};
-use ens_domain::{DiskDeviceMapping, ImageId, ImageView, NodeId, Page, PageNumber, PageRequest, PageSize};
+use ens_domain::{DiskDeviceMapping, ImageId, ImageView, NodeId, Page, PageRequest};
 
-use super::optional;
+use super::{optional, page_request};
 use crate::error::ApiError;
 use crate::render::{Body, Value};
 
@@ -45,10 +45,7 @@ impl DescribeImagesRequest {
         let snapshot_id = optional(params, "SnapshotId")
             .map(|id| validate_resource_id("SnapshotId", id).map(|()| id.to_owned()))
             .transpose()?;
-        let page = PageRequest {
-            number: PageNumber::parse(optional(params, "PageNumber"))?,
-            size: PageSize::parse(optional(params, "PageSize"), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
-        };
+        let page = page_request(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         Ok(Self {
             node,
             image_id,
@@ -150,7 +147,7 @@ pub fn response(request_id: &str, page: &Page<ImageView>) -> Body {
 mod tests {
     use super::*;
     use crate::render::{render_success, Format};
-    use ens_domain::{AccountId, Image, ImageOwnerAlias};
+    use ens_domain::{AccountId, Image, ImageOwnerAlias, PageNumber, PageSize};
     use proptest::prelude::*;
     use time::macros::datetime;
 

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use ens_domain::image::validate_resource_id;
-use ens_domain::{ImageView, Page, PageNumber, PageRequest, PageSize};
+use ens_domain::{ImageView, Page, PageRequest};
 
 use super::describe_images::disk_device_mappings;
-use super::optional;
+use super::{optional, page_request};
 use crate::error::ApiError;
 use crate::render::{format_time, Body, Value};
 
@@ -51,10 +51,7 @@ impl DescribeSelfImagesRequest {
             image_id: fuzzy(params, "ImageId")?,
             image_name: fuzzy(params, "ImageName")?,
             snapshot_id,
-            page: PageRequest {
-                number: PageNumber::parse(optional(params, "PageNumber"))?,
-                size: PageSize::parse(optional(params, "PageSize"), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
-            },
+            page: page_request(params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?,
         })
     }
 }
