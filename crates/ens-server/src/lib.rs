@@ -141,6 +141,7 @@ pub async fn serve(
     state.secure_transport = tls.is_some();
     let pruner = tokio::spawn(prune_nonces(state.clone()));
     let builder = tokio::spawn(advance_builds(state.clone()));
+    let heart = tokio::spawn(heartbeat(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = match tls {
         None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
@@ -161,7 +162,33 @@ pub async fn serve(
     };
     pruner.abort();
     builder.abort();
+    heart.abort();
     result
+}
+
+/// How often a replica announces itself, and how long an announcement counts.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const HEARTBEAT_WINDOW: Duration = Duration::from_secs(15);
+
+/// Announces this replica and adjusts its share of the rate limit to the live replicas.
+async fn heartbeat(state: AppState) {
+    let replica = uuid::Uuid::new_v4().to_string();
+    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        ticker.tick().await;
+        match state
+            .store
+            .heartbeat(&replica, (state.clock)(), HEARTBEAT_WINDOW)
+            .await
+        {
+            Ok(live) => {
+                if let Some(throttle) = &state.throttle {
+                    throttle.set_replicas(live);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "replica heartbeat failed"),
+        }
+    }
 }
 
 /// Moves images through their build steps; each transition is a store transaction, so

@@ -20,8 +20,13 @@ struct Bucket {
 
 /// Token buckets keyed by AccessKey ID. Idle buckets are dropped when the map grows, so
 /// memory stays bounded by the number of keys active within a refill period.
+///
+/// With several replicas, each enforces its share of the limit (rate and burst divided by
+/// the number of live replicas), so a key's total across replicas stays within the limit
+/// when the load balancer spreads its requests evenly.
 pub struct Throttle {
     limit: RateLimit,
+    replicas: std::sync::atomic::AtomicU32,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -35,7 +40,23 @@ impl Throttle {
     pub fn new(limit: RateLimit) -> Self {
         Self {
             limit,
+            replicas: std::sync::atomic::AtomicU32::new(1),
             buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets how many replicas share the limit (at least one).
+    pub fn set_replicas(&self, count: u32) {
+        self.replicas
+            .store(count.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// This replica's share of the limit.
+    fn share(&self) -> RateLimit {
+        let replicas = f64::from(self.replicas.load(std::sync::atomic::Ordering::Relaxed).max(1));
+        RateLimit {
+            per_second: self.limit.per_second / replicas,
+            burst: (self.limit.burst / replicas).max(1.0),
         }
     }
 
@@ -44,6 +65,7 @@ impl Throttle {
     /// # Errors
     /// `RetryAfter` with the time until a token is available.
     pub fn take(&self, key: &str, now: Instant) -> Result<(), RetryAfter> {
+        let limit = self.share();
         let mut buckets = self
             .buckets
             .lock()
@@ -54,17 +76,17 @@ impl Throttle {
             buckets.retain(|_, bucket| now.duration_since(bucket.updated) < full_after);
         }
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.limit.burst,
+            tokens: limit.burst,
             updated: now,
         });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.limit.per_second).min(self.limit.burst);
+        bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(limit.burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            let wait = (1.0 - bucket.tokens) / self.limit.per_second.max(f64::EPSILON);
+            let wait = (1.0 - bucket.tokens) / limit.per_second.max(f64::EPSILON);
             Err(RetryAfter(Duration::from_secs_f64(wait.min(3600.0))))
         }
     }
@@ -94,5 +116,21 @@ mod tests {
         // A tenth of a second later one more token has dripped in.
         assert!(throttle.take("a", start + Duration::from_millis(100)).is_ok());
         assert!(throttle.take("a", start + Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn replicas_split_the_limit_between_them() {
+        let throttle = Throttle::new(RateLimit {
+            per_second: 10.0,
+            burst: 4.0,
+        });
+        throttle.set_replicas(2);
+        let start = Instant::now();
+        assert!(throttle.take("a", start).is_ok());
+        assert!(throttle.take("a", start).is_ok());
+        assert!(throttle.take("a", start).is_err());
+        // Half the rate: one token per 200 ms.
+        assert!(throttle.take("a", start + Duration::from_millis(100)).is_err());
+        assert!(throttle.take("a", start + Duration::from_millis(200)).is_ok());
     }
 }

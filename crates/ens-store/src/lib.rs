@@ -190,6 +190,20 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Records that server `replica` is alive at `now` and returns how many replicas were
+    /// alive in the last `window` (itself included). Per-replica limits, such as the
+    /// request rate, are divided by this count. The default suits backends that only one
+    /// process can serve at a time (the embedded SQLite store): always one.
+    async fn heartbeat(
+        &self,
+        replica: &str,
+        now: OffsetDateTime,
+        window: std::time::Duration,
+    ) -> StoreResult<u32> {
+        let _ = (replica, now, window);
+        Ok(1)
+    }
+
     /// Looks up a key by ID, whatever its status.
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>>;
 
