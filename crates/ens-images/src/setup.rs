@@ -73,6 +73,7 @@ pub async fn load_catalog(store: &dyn Store, operator_catalog: Option<&str>) -> 
         None if store.has_catalog().await? => return Ok(()),
         None => (catalog::BUILT_IN, "built-in catalog"),
     };
+    let replace_existing = operator_catalog.is_some();
     let catalog = catalog::parse(text).with_context(|| format!("invalid catalog ({origin})"))?;
     let mut nodes = store.nodes().await?;
     let mut new_nodes = catalog.nodes.clone();
@@ -84,7 +85,10 @@ pub async fn load_catalog(store: &dyn Store, operator_catalog: Option<&str>) -> 
     nodes.sort();
     nodes.dedup();
     let images = catalog.images_on(&nodes);
-    store.replace_catalog(&new_nodes, &images).await?;
+    if !store.install_catalog(&new_nodes, &images, replace_existing).await? {
+        // Another replica loaded the built-in catalog first.
+        return Ok(());
+    }
     tracing::info!(
         images = images.len(),
         nodes = nodes.len(),
@@ -130,10 +134,12 @@ pub async fn ensure_owner_account(
     if let Some((id, secret)) = from_env {
         let key = AccessKeyId::parse(&id)
             .with_context(|| format!("{ROOT_KEY_ID_VAR} is not a valid AccessKey ID"))?;
-        store
-            .create_account_with_key(&account, &key, &master_key.seal(&secret), now)
-            .await?;
-        tracing::info!(%account, access_key_id = %key, "owner account created with the AccessKey from {ROOT_KEY_ID_VAR}");
+        if store
+            .bootstrap_owner(&account, &key, &master_key.seal(&secret), now)
+            .await?
+        {
+            tracing::info!(%account, access_key_id = %key, "owner account created with the AccessKey from {ROOT_KEY_ID_VAR}");
+        }
         return Ok(());
     }
     let (key, secret) = crate::admin::new_key_pair()?;
@@ -147,9 +153,14 @@ pub async fn ensure_owner_account(
             "AccessKeySecret": secret,
         }))?,
     )?;
-    store
-        .create_account_with_key(&account, &key, &master_key.seal(&secret), now)
-        .await?;
+    if !store
+        .bootstrap_owner(&account, &key, &master_key.seal(&secret), now)
+        .await?
+    {
+        // Another replica created the owner first; this key was never stored.
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        return Ok(());
+    }
     tracing::info!(%account, access_key_id = %key, path = %path.display(), "owner account created; its AccessKey secret is in the credentials file");
     eprintln!("ens-images: owner AccessKey written to {}", path.display());
     Ok(())

@@ -232,6 +232,34 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<()>;
 
+    /// Creates the owner account and its key if the store has no account yet; returns whether
+    /// it did. Replicas starting together create one owner between them. The default suits
+    /// backends served by one process at a time.
+    async fn bootstrap_owner(
+        &self,
+        account: &AccountId,
+        key: &AccessKeyId,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        if self.has_accounts().await? {
+            return Ok(false);
+        }
+        self.create_account_with_key(account, key, secret, now).await?;
+        Ok(true)
+    }
+
+    /// Loads a public catalog: always when `replace_existing`, else only into a store that has
+    /// none yet; returns whether it loaded. Replicas starting together load it once. The
+    /// default suits backends served by one process at a time.
+    async fn install_catalog(&self, nodes: &[NodeId], images: &[Image], replace_existing: bool) -> StoreResult<bool> {
+        if !replace_existing && self.has_catalog().await? {
+            return Ok(false);
+        }
+        self.replace_catalog(nodes, images).await?;
+        Ok(true)
+    }
+
     /// Whether a public catalog has been loaded.
     async fn has_catalog(&self) -> StoreResult<bool>;
 

@@ -667,6 +667,30 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn bootstrap_owner(
+        &self,
+        account: &AccountId,
+        key: &AccessKeyId,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if existing.is_some() {
+            return Ok(false);
+        }
+        insert_account(&mut tx, account, now).await?;
+        let owner = Principal {
+            account: account.clone(),
+            user: None,
+        };
+        insert_key(&mut tx, &owner, key, secret, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn create_account(&self, account: &AccountId, now: OffsetDateTime) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         insert_account(&mut tx, account, now).await?;
