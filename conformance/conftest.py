@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ens_support import (  # noqa: E402
     FLAVORS,
+    World,
     make_catalog,
     make_flavor,
     new_access_key,
@@ -47,6 +48,15 @@ def sdk(server, flavor_name):
     return make_flavor(flavor_name, server.host, server.ak, server.secret)
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A private server per test module for the image-family tests: small fully-specified
+    catalog, image builds instantaneous (--image-build-seconds 0), admin CLI at hand."""
+    w = World(tmp_path_factory.mktemp("ens-world"), build_seconds=0, log_name="world")
+    yield w
+    w.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """On failure, attach the tail of the logs of any server the test used."""
@@ -54,7 +64,8 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    for name in ("server", "default_server"):
+    for name in ("server", "default_server", "world", "slow_world"):
         srv = item.funcargs.get(name) if hasattr(item, "funcargs") else None
-        if srv is not None:
+        srv = getattr(srv, "server", srv)  # a World carries its current ServerProcess
+        if srv is not None and hasattr(srv, "stderr_text"):
             report.sections.append((f"{name} stderr (tail)", srv.stderr_text()[-4000:]))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import http.client
+import importlib
+import inspect
 import json
 import os
 import queue
@@ -164,13 +166,22 @@ class ServerProcess:
         self._reader.join(timeout=5)
         return self.proc.returncode
 
+    def kill9(self) -> int:
+        """SIGKILL our own child (no chance to flush or shut down), and reap it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
 
 def _server_env(ak: Optional[str], secret: Optional[str]) -> Dict[str, str]:
     env = dict(os.environ)
     # Only the command line decides listen address, data dir and catalog; the root key comes
     # from the environment only when the caller passes one.
     for name in ("ENS_IMAGES_ROOT_ACCESS_KEY_ID", "ENS_IMAGES_ROOT_ACCESS_KEY_SECRET",
-                 "ENS_IMAGES_CATALOG", "ENS_IMAGES_LISTEN", "ENS_IMAGES_DATA_DIR"):
+                 "ENS_IMAGES_CATALOG", "ENS_IMAGES_LISTEN", "ENS_IMAGES_DATA_DIR",
+                 "ENS_IMAGES_IMAGE_BUILD_SECONDS"):
         env.pop(name, None)
     if ak is not None:
         env["ENS_IMAGES_ROOT_ACCESS_KEY_ID"] = ak
@@ -179,13 +190,16 @@ def _server_env(ak: Optional[str], secret: Optional[str]) -> Dict[str, str]:
 
 
 def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[str] = None,
-                 secret: Optional[str] = None, log_name: str = "server") -> ServerProcess:
+                 secret: Optional[str] = None, log_name: str = "server",
+                 build_seconds: Optional[float] = None) -> ServerProcess:
     binary = require_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"{data_dir.name}.{log_name}.{secrets.token_hex(3)}.stderr.log"
     cmd = [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
     if catalog is not None:
         cmd += ["--catalog", str(catalog)]
+    if build_seconds is not None:
+        cmd += ["--image-build-seconds", repr(float(build_seconds))]
     with open(stderr_path, "wb") as stderr_file:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=stderr_file, env=_server_env(ak, secret))
@@ -193,8 +207,9 @@ def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[st
 
 
 def start_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[str] = None,
-                 secret: Optional[str] = None, log_name: str = "server") -> ServerProcess:
-    server = spawn_server(data_dir, catalog, ak, secret, log_name)
+                 secret: Optional[str] = None, log_name: str = "server",
+                 build_seconds: Optional[float] = None) -> ServerProcess:
+    server = spawn_server(data_dir, catalog, ak, secret, log_name, build_seconds)
     server.wait_listening()
     return server
 
@@ -430,6 +445,18 @@ class Flavor:
     def call_error(self, action: str, version: str = API_VERSION, **query) -> ApiError:
         return self.error_of(lambda: self.call(action, version, **query))
 
+    def op(self, action: str, **params) -> Dict[str, Any]:
+        """One image-family operation through the SDK's own typed request for `action`
+        (Tea: <Action>Request model + <action>_with_options; core: aliyunsdkens
+        <Action>Request setters). Params use the wire names. Returns the raw JSON body,
+        already checked strictly against the Tea response model (check_response_model)."""
+        body = self._op(action, params)
+        check_response_model(action, body)
+        return body
+
+    def op_error(self, action: str, **params) -> ApiError:
+        return self.error_of(lambda: self._op(action, params))
+
     def walk(self, page_size: Optional[int], **filters) -> List[Dict[str, Any]]:
         """All pages of a query; returns the list of response bodies."""
         bodies = []
@@ -476,6 +503,21 @@ class TeaFlavor(Flavor):
         if isinstance(body.get("Images"), dict) and isinstance(body["Images"].get("Image"), list):
             assert [i.image_id for i in (model.images.image or [])] == \
                 [i.get("ImageId") for i in body["Images"]["Image"]]
+        return body
+
+    def _op(self, action: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        request = getattr(ens_models, f"{action}Request")().from_map(dict(params))
+        method = getattr(self.client, f"{snake_case(action)}_with_options")
+        self.client.last_raw = None
+        response = method(request, RuntimeOptions())
+        raw = self.client.last_raw
+        assert raw is not None
+        assert response.status_code == 200, response.status_code
+        body = raw["body"]
+        assert isinstance(body, dict), body
+        # The generated response model parsed exactly the same data.
+        assert response.body.to_map() == body, \
+            f"[{self.name}] {action}: SDK model view differs from the raw body"
         return body
 
     def call(self, action: str, version: str = API_VERSION, **query) -> Dict[str, Any]:
@@ -535,6 +577,15 @@ class CoreFlavor(Flavor):
     def describe(self, **params) -> Dict[str, Any]:
         body = self.client.do_action_with_exception(self.new_request(**params))
         return json.loads(body)
+
+    def _op(self, action: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        module = importlib.import_module(f"aliyunsdkens.request.v20171110.{action}Request")
+        request = getattr(module, f"{action}Request")()
+        request.set_endpoint(self.host)
+        request.set_protocol_type("http")
+        for key, value in params.items():
+            getattr(request, f"set_{key}")(value)
+        return json.loads(self.client.do_action_with_exception(request))
 
     def call(self, action: str, version: str = API_VERSION, **query) -> Dict[str, Any]:
         request = CommonRequest(domain=self.host, version=version, action_name=action,
@@ -704,3 +755,380 @@ def check_error_envelope(body: Dict[str, Any]) -> None:
         assert isinstance(body.get(key), str), f"error field {key} must be a string: {body!r}"
     assert_request_id(body["RequestId"])
     assert body["Message"], body
+
+
+# ---------------------------------------------------------------------------------------
+# Image family (CreateImage, DeleteImage, ModifyImageAttribute, DescribeSelfImages,
+# DescribeImageInfos, Describe/ModifyImageSharePermission): strict model checks and the
+# `ens-images admin` CLI (accounts, keys, instances, snapshots)
+# ---------------------------------------------------------------------------------------
+
+CUSTOM_IMAGE_ID_RE = re.compile(r"^m-[0-9a-z]{25}$")
+ACCOUNT_ID_RE = re.compile(r"^[0-9]+$")
+BUILDING_STATUSES = ("Creating", "Packing", "Uploading")
+FAILED_STATUSES = ("Pack_failed", "Upload_failed")
+
+
+def snake_case(action: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
+
+
+_SCALAR_TYPES = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float)}
+
+
+def _check_model_attrs(obj: Any, path: str) -> None:
+    """Every attribute the generated model declares must hold the declared JSON type."""
+    params = inspect.signature(type(obj).__init__).parameters
+    for name, param in params.items():
+        if name == "self":
+            continue
+        value = getattr(obj, name, None)
+        if value is None:
+            continue
+        _check_annotated(value, str(param.annotation), f"{path}.{name}")
+
+
+def _check_annotated(value: Any, annotation: str, path: str) -> None:
+    if annotation in _SCALAR_TYPES:
+        allowed = _SCALAR_TYPES[annotation]
+        ok = isinstance(value, allowed) and not (annotation in ("int", "float")
+                                                  and isinstance(value, bool))
+        assert ok, f"{path}: the SDK model declares {annotation}, got {type(value).__name__} " \
+                   f"{value!r}"
+    elif annotation.startswith("List[") and annotation.endswith("]"):
+        assert isinstance(value, list), f"{path}: the SDK model declares a list, got {value!r}"
+        for n, item in enumerate(value):
+            _check_annotated(item, annotation[5:-1], f"{path}[{n}]")
+    elif annotation.startswith("main_models."):
+        _check_model_attrs(value, path)
+    elif annotation.startswith("Dict["):
+        assert isinstance(value, dict), f"{path}: the SDK model declares a dict, got {value!r}"
+    else:  # pragma: no cover - an annotation this checker does not know
+        raise AssertionError(f"{path}: unknown SDK annotation {annotation!r}")
+
+
+def check_response_model(action: str, body: Dict[str, Any]) -> Any:
+    """Strict check of a success body against <Action>ResponseBody of alibabacloud_ens20171110:
+    no nulls, an upper-case UUID RequestId, no field the model does not know (a from_map /
+    to_map round trip must give the body back), and every field of the JSON type the model
+    declares. Returns the parsed model."""
+    assert isinstance(body, dict), body
+    assert_no_nulls(body)
+    assert_request_id(body.get("RequestId"))
+    model_cls = getattr(ens_models, f"{action}ResponseBody")
+    try:
+        model = model_cls().from_map(body)
+    except (AttributeError, TypeError) as e:
+        raise AssertionError(f"{action}: body does not fit the SDK model ({e}): {body!r}")
+    round_trip = model.to_map()
+    assert round_trip == body, (f"{action}: body holds fields or shapes the SDK model "
+                                f"{model_cls.__name__} does not know:\n body={body!r}\n"
+                                f" model={round_trip!r}")
+    _check_model_attrs(model, action)
+    return model
+
+
+def check_code_zero(body: Dict[str, Any]) -> None:
+    assert body.get("Code") == 0 and is_int(body.get("Code")), \
+        f"Code must be the integer 0, got {body.get('Code')!r} in {body!r}"
+
+
+def check_self_images_body(body: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """DescribeSelfImages: the pagination echo is made of strings (images-api.md 3)."""
+    check_response_model("DescribeSelfImages", body)
+    check_code_zero(body)
+    for key in ("PageNumber", "PageSize", "TotalCount"):
+        value = body.get(key)
+        assert isinstance(value, str) and re.fullmatch(r"[0-9]+", value), \
+            f"DescribeSelfImages {key} must be a decimal string, got {value!r}"
+    assert isinstance(body.get("Images"), dict) and set(body["Images"]) == {"Image"}, body
+    images = body["Images"]["Image"]
+    for img in images:
+        for key in ("ImageId", "ImageName", "ImageOwnerAlias", "Status", "Architecture",
+                    "Platform", "OsVersion", "ComputeType", "ImageSize", "ImageStorageSize",
+                    "RegionId", "CreationTime"):
+            assert isinstance(img.get(key), str) and img[key] != "", \
+                f"DescribeSelfImages image field {key} must be a non-empty string: {img!r}"
+        assert img["ImageOwnerAlias"] in ("self", "others"), img
+        assert re.fullmatch(r"[0-9]+", img["ImageSize"]), img
+        assert re.fullmatch(r"[0-9]+", img["ImageStorageSize"]), img
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", img["CreationTime"]), img
+    return images
+
+
+def check_share_permission_body(body: Dict[str, Any]) -> List[str]:
+    check_response_model("DescribeImageSharePermission", body)
+    assert "Code" not in body, f"DescribeImageSharePermission has no Code field: {body!r}"
+    for key in ("PageNumber", "PageSize", "TotalCount"):
+        assert is_int(body.get(key)), f"{key} must be a JSON integer, got {body.get(key)!r}"
+    assert isinstance(body.get("ImageId"), str), body
+    accounts = body.get("Accounts")
+    assert isinstance(accounts, dict) and set(accounts) == {"Account"}, body
+    uids = []
+    for acc in accounts["Account"]:
+        assert set(acc) == {"AliyunUid"}, acc
+        assert isinstance(acc["AliyunUid"], str) and ACCOUNT_ID_RE.match(acc["AliyunUid"]), acc
+        uids.append(acc["AliyunUid"])
+    return uids
+
+
+class Admin:
+    """`ens-images admin --data-dir DIR ...`: works on the store while the server runs."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+
+    def run(self, *args: str) -> Any:
+        cmd = [str(require_binary()), "admin", "--data-dir", str(self.data_dir), *map(str, args)]
+        result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                                env=_server_env(None, None), timeout=60)
+        assert result.returncode == 0, (f"{' '.join(cmd[1:])} failed (rc={result.returncode})\n"
+                                        f"stdout: {result.stdout!r}\nstderr: {result.stderr!r}")
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise AssertionError(f"{' '.join(cmd[1:])} did not print JSON: {result.stdout!r}")
+
+    @staticmethod
+    def _flags(options: Dict[str, Any]) -> List[str]:
+        out: List[str] = []
+        for key, value in options.items():
+            if value is None:
+                continue
+            flag = "--" + key.replace("_", "-")
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                out += [flag, str(item)]
+        return out
+
+    def create_account(self) -> Dict[str, Any]:
+        acc = self.run("account", "create")
+        for key in ("AccountId", "AccessKeyId", "AccessKeySecret"):
+            assert isinstance(acc.get(key), str) and acc[key], acc
+        return acc
+
+    def accounts(self) -> List[Dict[str, Any]]:
+        return self.run("account", "list")
+
+    def root_account_id(self) -> str:
+        return str(self.accounts()[0]["AccountId"])
+
+    def add_instance(self, account: str, node: str = NODE_DALIAN, **options) -> Dict[str, Any]:
+        return self.run("instance", "add", "--account", account, "--node", node,
+                        *self._flags(options))
+
+    def add_snapshot(self, account: str, node: str = NODE_DALIAN, **options) -> Dict[str, Any]:
+        return self.run("snapshot", "add", "--account", account, "--node", node,
+                        *self._flags(options))
+
+    def instances(self) -> List[Dict[str, Any]]:
+        return self.run("instance", "list")
+
+    def snapshots(self) -> List[Dict[str, Any]]:
+        return self.run("snapshot", "list")
+
+
+@dataclass
+class Tenant:
+    """One account of a test server, with its key."""
+    account_id: str
+    ak: str
+    secret: str
+
+    def sdk(self, host: str, flavor: str = "tea_v3") -> Flavor:
+        return make_flavor(flavor, host, self.ak, self.secret)
+
+
+def wait_status(sdk: Flavor, image_id: str, wanted, timeout: float = 20.0,
+                interval: float = 0.02) -> List[str]:
+    """Polls DescribeSelfImages(ImageId) until Status is in `wanted`; returns the distinct
+    statuses observed in order (consecutive repeats folded)."""
+    wanted = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+    seen: List[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        images = [i for i in check_self_images_body(sdk.op("DescribeSelfImages", ImageId=image_id,
+                                                              PageSize="50"))
+                  if i["ImageId"] == image_id]
+        assert len(images) == 1, f"{image_id} must be listed once, got {images!r}"
+        status = images[0]["Status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status in wanted:
+            return seen
+        assert time.monotonic() < deadline, \
+            f"{image_id} did not reach {wanted} within {timeout}s; statuses seen: {seen}"
+        time.sleep(interval)
+
+
+def make_family_catalog() -> Dict[str, Any]:
+    """A small public catalog with every optional field set, for the image-family servers."""
+    def entry(image_id, name, platform, os_type, os_version, size, nodes=None, compute="ens_vm",
+              snapshot=None, data_disk=None):
+        disks = [{"Type": "system", "Size": str(size), "Format": "qcow2", "imageId": image_id}]
+        if data_disk:
+            disks.append({"Type": "data", "Size": str(data_disk), "Format": "raw",
+                          "imageId": image_id})
+        e = {"ImageId": image_id, "ImageName": name, "Architecture": "x86_64",
+             "Platform": platform, "OSType": os_type, "OSVersion": os_version,
+             "ComputeType": compute, "Description": f"Public {name} image (conformance)",
+             "ImageSize": str(size), "CreationTime": "2021-03-04T05:06:07Z",
+             "DiskDeviceMappings": {"DiskDeviceMapping": disks}}
+        if snapshot:
+            e["SnapshotId"] = snapshot
+        if nodes:
+            e["EnsRegionIds"] = list(nodes)
+        return e
+
+    images = [
+        entry("centos_7_9_x64_40G_conf_20230815", "CentOS_7.9", "centos", "linux", "7.9", 40,
+              [NODE_DALIAN], snapshot="sp-confcentos79snap0001"),
+        entry("ubuntu_22_04_x64_20G_conf_20240130", "Ubuntu_22.04", "ubuntu", "linux", "22.04",
+              20, [NODE_HANGZHOU, NODE_DALIAN]),
+        entry("win2019_1809_x64_40G_conf_20230811", "Windows_2019", "windows", "windows", "2019",
+              40, None, data_disk=100),
+        entry("debian_11_x64_20G_conf_20240308", "Debian_11", "debian", "linux", "11", 20,
+              [NODE_HANGZHOU], compute="arm_vm"),
+        entry("win2022_x64_50G_conf_20240601", "Windows_2022", "windows", "windows", "2022", 50,
+              [NODE_DALIAN]),
+        entry("alinux_3_x64_20G_conf_20240528", "Alinux_3", "alios", "linux", "3", 20, None),
+    ]
+    return {"EnsRegionIds": [NODE_DALIAN, NODE_HANGZHOU], "Images": images}
+
+
+class World:
+    """A private server for image-family tests: own data dir, family catalog, root key, the
+    admin CLI, and fresh accounts on demand (a fresh account sees only what the test made)."""
+
+    def __init__(self, base: Path, build_seconds: float = 0, log_name: str = "world",
+                 catalog: Optional[Dict[str, Any]] = None):
+        self.base = Path(base)
+        self.data_dir = self.base / "data"
+        self.catalog = catalog if catalog is not None else make_family_catalog()
+        self.catalog_path = self.base / "catalog.json"
+        self.catalog_path.write_text(json.dumps(self.catalog, indent=1), "utf-8")
+        self.build_seconds = build_seconds
+        self.ak, self.secret = new_access_key()
+        self.log_name = log_name
+        self.server = start_server(self.data_dir, catalog=self.catalog_path, ak=self.ak,
+                                   secret=self.secret, log_name=log_name,
+                                   build_seconds=build_seconds)
+        self.admin = Admin(self.data_dir)
+        root = [a for a in self.admin.accounts() if self.ak in a.get("AccessKeyIds", [])]
+        assert len(root) == 1, f"root key {self.ak} must belong to exactly one account"
+        self.root = Tenant(str(root[0]["AccountId"]), self.ak, self.secret)
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def public_ids(self) -> List[str]:
+        return [e["ImageId"] for e in self.catalog["Images"]]
+
+    def restart(self, kill: bool = False, build_seconds: Optional[float] = None,
+                log_name: Optional[str] = None) -> ServerProcess:
+        """Stops (SIGTERM, or SIGKILL when kill=True) and starts again on the same data dir
+        (no catalog option and no root key in the environment the second time)."""
+        if kill:
+            self.server.kill9()
+        else:
+            self.server.stop()
+        if build_seconds is not None:
+            self.build_seconds = build_seconds
+        self.server = start_server(self.data_dir, catalog=None, ak=None, secret=None,
+                                   log_name=log_name or f"{self.log_name}-again",
+                                   build_seconds=self.build_seconds)
+        return self.server
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def new_tenant(self) -> Tenant:
+        acc = self.admin.create_account()
+        return Tenant(str(acc["AccountId"]), acc["AccessKeyId"], acc["AccessKeySecret"])
+
+    def sdk(self, tenant: Tenant, flavor: str = "tea_v3") -> Flavor:
+        return make_flavor(flavor, self.host, tenant.ak, tenant.secret)
+
+    def instance(self, tenant: Tenant, node: str = NODE_DALIAN, **options) -> str:
+        inst = self.admin.add_instance(tenant.account_id, node, **options)
+        assert isinstance(inst.get("InstanceId"), str) and inst["InstanceId"].startswith("i-"), inst
+        return inst["InstanceId"]
+
+    def snapshot(self, tenant: Tenant, node: str = NODE_DALIAN, **options) -> str:
+        snap = self.admin.add_snapshot(tenant.account_id, node, **options)
+        assert isinstance(snap.get("SnapshotId"), str) and snap["SnapshotId"].startswith("sp-"), snap
+        return snap["SnapshotId"]
+
+    def create_image(self, sdk: Flavor, tenant: Tenant, name: Optional[str] = None,
+                     **params) -> str:
+        """CreateImage (from a fresh instance of `tenant` unless a source is given)."""
+        if "InstanceId" not in params and "SnapshotId" not in params:
+            params["InstanceId"] = self.instance(tenant)
+        params["ImageName"] = name or f"img-{secrets.token_hex(4)}"
+        body = sdk.op("CreateImage", **params)
+        check_code_zero(body)
+        image_id = body.get("ImageId")
+        assert isinstance(image_id, str) and CUSTOM_IMAGE_ID_RE.match(image_id), \
+            f"ImageId must be m- + 25 lower-case alphanumerics, got {image_id!r}"
+        return image_id
+
+
+def self_images(sdk: Flavor, page_size: int = 50, **filters) -> List[Dict[str, Any]]:
+    """Every DescribeSelfImages page (strictly checked); the images of all pages in order."""
+    out: List[Dict[str, Any]] = []
+    page = 1
+    while True:
+        body = sdk.op("DescribeSelfImages", PageNumber=str(page), PageSize=str(page_size), **filters)
+        images = check_self_images_body(body)
+        total = int(body["TotalCount"])
+        out.extend(images)
+        if not images or len(out) >= total:
+            assert len(out) == total, f"pages hold {len(out)} images, TotalCount says {total}"
+            return out
+        page += 1
+        assert page < 1000, "runaway pagination"
+
+
+def all_images(sdk: Flavor, page_size: int = 50, **filters) -> List[Dict[str, Any]]:
+    """Every DescribeImages page (strictly checked); checks TotalCount against the pages."""
+    out: List[Dict[str, Any]] = []
+    page = 1
+    totals = set()
+    while True:
+        body = sdk.op("DescribeImages", PageNumber=str(page), PageSize=str(page_size), **filters)
+        images = check_describe_envelope(body)
+        totals.add(body["TotalCount"])
+        out.extend(images)
+        if not images:
+            break
+        page += 1
+        assert page < 1000, "runaway pagination"
+    assert totals == {len(out)}, f"TotalCount {sorted(totals)} but the pages hold {len(out)} images"
+    return out
+
+
+def expect_error(sdk: Flavor, action: str, code: str, status: int = 400,
+                 message_contains: Optional[str] = None, **params) -> ApiError:
+    """Runs `action` through the SDK's typed request and checks the SDK exception."""
+    err = sdk.op_error(action, **params)
+    assert_api_error(err, code, status, sdk)
+    if isinstance(err.data, dict):  # Tea keeps the whole error body
+        check_error_envelope(err.data)
+        assert err.data["Code"] == code and err.data["RequestId"] == err.request_id, err.data
+    if message_contains is not None:
+        assert message_contains.lower() in str(err.message).lower(), \
+            f"[{sdk.name}] {action} {code}: message should mention {message_contains!r}: " \
+            f"{err.message!r}"
+    return err
+
+
+def assert_forward(seen: List[str], walk: List[str]) -> None:
+    """`seen` (consecutive repeats folded) only moves forward along `walk`: every status is
+    on the walk, none repeats and none goes back (skipping is allowed)."""
+    positions = []
+    for status in seen:
+        assert status in walk, f"status {status!r} is not on the walk {walk}: saw {seen}"
+        positions.append(walk.index(status))
+    assert positions == sorted(set(positions)), \
+        f"statuses must only move forward along {walk} without repeating: saw {seen}"
