@@ -105,6 +105,8 @@ pub struct Credentials {
     pub timestamp: OffsetDateTime,
     /// The signature and what it should cover.
     pub check: SignatureCheck,
+    /// Whether an STS security token came with the call (refused: this service issues none).
+    pub has_security_token: bool,
 }
 
 impl Credentials {
@@ -284,14 +286,13 @@ pub fn parse_call(raw: &RawRequest<'_>) -> Result<Call, ParseFailure> {
     let action = Action::parse(action_name)
         .ok_or_else(|| fail_here(ApiError::new(ErrorCode::InvalidActionNotFound)))?;
 
-    let credentials = if is_v3 {
+    let mut credentials = if is_v3 {
         v3_credentials(raw, &query).map_err(fail_here)?
     } else {
         v1_credentials(raw, &params).map_err(fail_here)?
     };
-    if params.contains_key("SecurityToken") || raw.header("x-acs-security-token").is_some() {
-        return Err(fail_here(ApiError::new(ErrorCode::InvalidSecurityTokenMalformed)));
-    }
+    credentials.has_security_token =
+        params.contains_key("SecurityToken") || raw.header("x-acs-security-token").is_some();
     for name in COMMON_PARAMETERS {
         params.remove(name);
     }
@@ -324,6 +325,7 @@ fn v1_credentials(raw: &RawRequest<'_>, params: &BTreeMap<String, String>) -> Re
             string_to_sign: v1::string_to_sign(raw.method, &signed),
             provided,
         },
+        has_security_token: false,
     })
 }
 
@@ -393,5 +395,6 @@ fn v3_credentials(raw: &RawRequest<'_>, query: &[(String, String)]) -> Result<Cr
             payload_matches: content_hash.eq_ignore_ascii_case(&hashed_payload),
             provided: authorization.signature,
         },
+        has_security_token: false,
     })
 }

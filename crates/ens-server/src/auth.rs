@@ -16,13 +16,17 @@ pub struct Caller {
     pub access_key_id: AccessKeyId,
 }
 
-/// Runs the checks in the documented order: key lookup, signature, timestamp, nonce. The
+/// Refuses STS tokens first (none is ever valid here), then runs the checks in the
+/// documented order: key lookup, signature, timestamp, nonce. The
 /// nonce is claimed last, so unauthenticated traffic cannot burn a caller's nonces.
 pub async fn authenticate(
     state: &AppState,
     credentials: &Credentials,
     now: OffsetDateTime,
 ) -> Result<Caller, ServerError> {
+    if credentials.has_security_token {
+        return Err(ApiError::new(ErrorCode::InvalidSecurityTokenMalformed).into());
+    }
     let not_found = || ApiError::new(ErrorCode::InvalidAccessKeyIdNotFound);
     let key_id = AccessKeyId::parse(&credentials.access_key_id).map_err(|_| not_found())?;
     let key = state.store.access_key(&key_id).await?.ok_or_else(not_found)?;

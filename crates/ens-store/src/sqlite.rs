@@ -93,6 +93,16 @@ fn format_time(value: OffsetDateTime) -> StoreResult<String> {
         .map_err(|error| StoreError::Corrupt(format!("unformattable time: {error}")))
 }
 
+/// Audit times are kept in UTC with all nine fraction digits, so that text order is time
+/// order and a `since` given in any offset or precision compares as an instant.
+fn audit_time(value: OffsetDateTime) -> StoreResult<String> {
+    let utc = value.to_offset(time::UtcOffset::UTC);
+    let whole = utc.replace_nanosecond(0).unwrap_or(utc);
+    let text = format_time(whole)?;
+    let stem = text.strip_suffix('Z').unwrap_or(&text);
+    Ok(format!("{stem}.{:09}Z", utc.nanosecond()))
+}
+
 fn parse_time(value: &str) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map_err(|error| StoreError::Corrupt(format!("stored time {value:?}: {error}")))
@@ -1011,7 +1021,7 @@ impl Store for SqliteStore {
             "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
              source_ip, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(format_time(entry.at)?)
+        .bind(audit_time(entry.at)?)
         .bind(&entry.request_id)
         .bind(entry.account.as_ref().map(AccountId::as_str))
         .bind(entry.user.as_ref().map(RamUserName::as_str))
@@ -1027,7 +1037,7 @@ impl Store for SqliteStore {
 
     async fn audit_entries(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
         let account = filter.account.as_ref().map(AccountId::as_str);
-        let since = filter.since.map(format_time).transpose()?;
+        let since = filter.since.map(audit_time).transpose()?;
         let rows = sqlx::query(
             "SELECT at, request_id, account_id, user_name, access_key_id, action, resource, source_ip, outcome \
              FROM audit_log WHERE (? IS NULL OR account_id = ?) AND (? IS NULL OR action = ?) \
