@@ -61,8 +61,8 @@ _ACL_ENV = ("ENS_IMAGES_MASTER_KEY", "ENS_IMAGES_MASTER_KEY_FILE", "ENS_IMAGES_R
 
 
 def acl_env(ak: Optional[str] = None, secret: Optional[str] = None,
-            extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    env = _server_env(ak, secret)
+            extra: Optional[Dict[str, str]] = None, data_dir: Optional[Path] = None) -> Dict[str, str]:
+    env = _server_env(ak, secret, data_dir)
     for name in _ACL_ENV:
         env.pop(name, None)
     env.update(extra or {})
@@ -126,7 +126,7 @@ def start_acl_server(data_dir: Path, *, ak: Optional[str] = None, secret: Option
         cmd += ["--rate-burst", str(rate_burst)]
     with open(stderr_path, "wb") as stderr_file:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr_file, env=acl_env(ak, secret, env_extra))
+                                stderr=stderr_file, env=acl_env(ak, secret, env_extra, data_dir))
     server = AclServer(proc, data_dir, stderr_path, ak, secret)
     server.wait_listening()
     return server
@@ -158,7 +158,7 @@ class AdminCli:
         cmd = [str(require_binary()), "admin", "--data-dir", str(self.data_dir),
                *map(str, args)]
         result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                                env=acl_env(extra=self.env_extra), timeout=60)
+                                env=acl_env(extra=self.env_extra, data_dir=self.data_dir), timeout=60)
         self.outputs.append(result.stdout + result.stderr)
         return result
 

@@ -11,7 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ens_support import (  # noqa: E402
+    BACKEND,
     FLAVORS,
+    drop_test_databases,
     World,
     make_catalog,
     make_flavor,
@@ -69,3 +71,11 @@ def pytest_runtest_makereport(item, call):
         srv = getattr(srv, "server", srv)  # a World carries its current ServerProcess
         if srv is not None and hasattr(srv, "stderr_text"):
             report.sections.append((f"{name} stderr (tail)", srv.stderr_text()[-4000:]))
+
+
+def pytest_report_header(config):
+    return f"ens-images store backend: {BACKEND}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    drop_test_databases()

@@ -175,17 +175,57 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def _server_env(ak: Optional[str], secret: Optional[str]) -> Dict[str, str]:
+# Which store the servers under test use: "sqlite" (default) or "postgres". With postgres,
+# every data directory gets its own fresh database on the server named by
+# ENS_IMAGES_TEST_DATABASE_URL, so the same tests run unchanged on both backends.
+BACKEND = os.environ.get("ENS_IMAGES_TEST_BACKEND", "sqlite")
+_DATABASES: Dict[str, str] = {}
+
+
+def database_url_for(data_dir: Path) -> str:
+    """The PostgreSQL database of one data directory, created on first use. Names start with
+    the CI database's name, so CI's clean-up (by prefix) removes them."""
+    base = os.environ.get("ENS_IMAGES_TEST_DATABASE_URL")
+    if not base:
+        raise AssertionError("ENS_IMAGES_TEST_BACKEND=postgres needs ENS_IMAGES_TEST_DATABASE_URL")
+    key = str(Path(data_dir).resolve())
+    if key not in _DATABASES:
+        parts = urllib.parse.urlsplit(base)
+        name = f"{parts.path.lstrip('/') or 'ens'}_c{secrets.token_hex(6)}"
+        maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+        subprocess.run(["psql", maintenance, "-v", "ON_ERROR_STOP=1", "-q", "-c", f'CREATE DATABASE "{name}"'],
+                       check=True, capture_output=True, timeout=60)
+        _DATABASES[key] = urllib.parse.urlunsplit(parts._replace(path="/" + name))
+    return _DATABASES[key]
+
+
+def drop_test_databases() -> None:
+    """Drops every database this session created (called once at the end)."""
+    base = os.environ.get("ENS_IMAGES_TEST_DATABASE_URL")
+    if not base:
+        return
+    maintenance = urllib.parse.urlunsplit(urllib.parse.urlsplit(base)._replace(path="/postgres"))
+    for url in _DATABASES.values():
+        name = urllib.parse.urlsplit(url).path.lstrip("/")
+        subprocess.run(["psql", maintenance, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                       capture_output=True, timeout=60)
+    _DATABASES.clear()
+
+
+def _server_env(ak: Optional[str], secret: Optional[str],
+                data_dir: Optional[Path] = None) -> Dict[str, str]:
     env = dict(os.environ)
     # Only the command line decides listen address, data dir and catalog; the root key comes
     # from the environment only when the caller passes one.
     for name in ("ENS_IMAGES_ROOT_ACCESS_KEY_ID", "ENS_IMAGES_ROOT_ACCESS_KEY_SECRET",
                  "ENS_IMAGES_CATALOG", "ENS_IMAGES_LISTEN", "ENS_IMAGES_DATA_DIR",
-                 "ENS_IMAGES_IMAGE_BUILD_SECONDS"):
+                 "ENS_IMAGES_IMAGE_BUILD_SECONDS", "ENS_IMAGES_DATABASE_URL"):
         env.pop(name, None)
     if ak is not None:
         env["ENS_IMAGES_ROOT_ACCESS_KEY_ID"] = ak
         env["ENS_IMAGES_ROOT_ACCESS_KEY_SECRET"] = secret
+    if BACKEND == "postgres" and data_dir is not None:
+        env["ENS_IMAGES_DATABASE_URL"] = database_url_for(data_dir)
     return env
 
 
@@ -202,7 +242,7 @@ def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[st
         cmd += ["--image-build-seconds", repr(float(build_seconds))]
     with open(stderr_path, "wb") as stderr_file:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr_file, env=_server_env(ak, secret))
+                                stderr=stderr_file, env=_server_env(ak, secret, data_dir))
     return ServerProcess(proc, data_dir, stderr_path, ak, secret)
 
 
@@ -881,7 +921,7 @@ class Admin:
     def run(self, *args: str) -> Any:
         cmd = [str(require_binary()), "admin", "--data-dir", str(self.data_dir), *map(str, args)]
         result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                                env=_server_env(None, None), timeout=60)
+                                env=_server_env(None, None, self.data_dir), timeout=60)
         assert result.returncode == 0, (f"{' '.join(cmd[1:])} failed (rc={result.returncode})\n"
                                         f"stdout: {result.stdout!r}\nstderr: {result.stderr!r}")
         try:

@@ -7,6 +7,7 @@ import datetime as _dt
 import json
 import secrets
 import stat
+import subprocess
 import time
 
 import pytest
@@ -30,12 +31,14 @@ from access_support import (
     statement,
 )
 from ens_support import (
+    BACKEND,
     assert_request_id,
     check_code_zero,
     check_describe_envelope,
     check_json_error,
     check_self_images_body,
     check_share_permission_body,
+    database_url_for,
     expect_error,
     new_access_key,
 )
@@ -631,9 +634,18 @@ def test_secrets_never_leak(acl):
         leaked = [s for s in known if s.encode() in text]
         assert leaked == [], f"secrets in `admin {result.args[4:]}` output: {leaked}"
 
-    files = sorted(p.name for p in acl.data_dir.iterdir())
-    assert any(name.endswith("-wal") for name in files) or any(
-        name.endswith(".db") for name in files), files
+    if BACKEND == "postgres":
+        # The store is a PostgreSQL database: dump it and look for the secrets in the dump.
+        dump = acl.data_dir.parent / f"{acl.data_dir.name}.pg_dump.sql"
+        subprocess.run(["pg_dump", "--data-only", "-f", str(dump), database_url_for(acl.data_dir)],
+                       check=True, capture_output=True, timeout=120)
+        assert b"access_keys" in dump.read_bytes()
+        dumped = [s for s in known + [master] if s.encode() in dump.read_bytes()]
+        assert dumped == [], f"secrets in plain text in the database: {dumped}"
+    else:
+        files = sorted(p.name for p in acl.data_dir.iterdir())
+        assert any(name.endswith("-wal") for name in files) or any(
+            name.endswith(".db") for name in files), files
     hits = files_containing(acl.data_dir, known, exclude=("root-credentials.json",))
     hits += files_containing(acl.data_dir, [master], exclude=("master.key",))
     assert hits == [], f"secrets in plain text in the store files: {hits}"

@@ -21,5 +21,13 @@ step "build the server binary"
 cargo build --locked -p ens-images
 export ENS_IMAGES_BIN="$PWD/target/debug/ens-images"
 
-step "conformance: official Python SDKs against the real binary"
+step "conformance: official Python SDKs against the real binary, embedded SQLite store"
 conformance/run.sh
+
+if [[ -n "${ENS_IMAGES_TEST_DATABASE_URL:-}" ]]; then
+    step "conformance again, every server on its own PostgreSQL database"
+    # The replica tests ran in the pass above (they always use PostgreSQL).
+    ENS_IMAGES_TEST_BACKEND=postgres conformance/run.sh -k "not test_replicas"
+else
+    step "conformance on PostgreSQL: skipped (set ENS_IMAGES_TEST_DATABASE_URL=postgres://... to run it)"
+fi

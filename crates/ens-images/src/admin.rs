@@ -12,12 +12,12 @@ use ens_domain::{
     Snapshot,
 };
 use ens_policy::PolicyDocument;
-use ens_store::{AuditFilter, SqliteStore, Store};
+use ens_store::{AuditFilter, Store};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::setup;
+use crate::{database, setup};
 
 /// Where the store is.
 #[derive(Args)]
@@ -30,6 +30,8 @@ pub struct AdminArgs {
         global = true
     )]
     data_dir: PathBuf,
+    #[command(flatten)]
+    database: database::DatabaseArgs,
     #[command(flatten)]
     master_key: setup::MasterKeyArgs,
     #[command(subcommand)]
@@ -356,15 +358,8 @@ fn snapshot_json(snapshot: &Snapshot) -> Value {
 
 /// Runs one admin command and prints its JSON result.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let path = args.data_dir.join(setup::STORE_FILE);
-    if !path.exists() {
-        bail!(
-            "no store at {}: start `ens-images serve --data-dir {}` once first",
-            path.display(),
-            args.data_dir.display()
-        );
-    }
-    let store = SqliteStore::open(&path).await.context("cannot open the store")?;
+    let opened = database::open_for_admin(&args.database, &args.data_dir).await?;
+    let store: &dyn Store = opened.as_ref();
     let master_key = setup::master_key(&args.master_key, &args.data_dir, false)?;
     let now = time::OffsetDateTime::now_utc();
     let output = match args.command {
@@ -429,9 +424,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             store.delete_access_key(&key).await?;
             json!({"AccessKeyId": key.as_str(), "Deleted": true})
         }
-        AdminCommand::User(command) => user_command(&store, command, now).await?,
-        AdminCommand::Policy(command) => policy_command(&store, command, now).await?,
-        AdminCommand::Audit(filters) => audit_command(&store, filters).await?,
+        AdminCommand::User(command) => user_command(store, command, now).await?,
+        AdminCommand::Policy(command) => policy_command(store, command, now).await?,
+        AdminCommand::Audit(filters) => audit_command(store, filters).await?,
         AdminCommand::Key(KeyCommand::List { account: owner }) => {
             let owner = owner.as_deref().map(account).transpose()?;
             let keys = store.access_keys(owner.as_ref()).await?;

@@ -2,18 +2,17 @@
 
 mod admin;
 mod catalog;
+mod database;
 mod setup;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ens_server::throttle::RateLimit;
 use ens_server::{AppState, ServerConfig, TlsFiles};
-use ens_store::{SqliteStore, Store};
 
 /// A self-hostable implementation of the Alibaba Cloud ENS (2017-11-10) image API.
 #[derive(Parser)]
@@ -42,9 +41,12 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "ENS_IMAGES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory of the embedded store (SQLite), created on first start.
+    /// Directory of the embedded store (SQLite), created on first start; with
+    /// --database-url it still holds root-credentials.json and master.key.
     #[arg(long, env = "ENS_IMAGES_DATA_DIR", default_value = "./ens-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    database: database::DatabaseArgs,
     /// Public image catalog (JSON) to load instead of the built-in one; replaces the public
     /// images of an existing store.
     #[arg(long, env = "ENS_IMAGES_CATALOG")]
@@ -118,11 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&args.data_dir.join(setup::STORE_FILE))
-            .await
-            .context("cannot open the store")?,
-    );
+    let store = database::open_for_serve(&args.database, &args.data_dir).await?;
     let master_key = setup::master_key(&args.master_key, &args.data_dir, true)?;
     let sealed = ens_server::prepare_secrets(store.as_ref(), &master_key).await?;
     if sealed > 0 {

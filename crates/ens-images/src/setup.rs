@@ -85,7 +85,10 @@ pub async fn load_catalog(store: &dyn Store, operator_catalog: Option<&str>) -> 
     nodes.sort();
     nodes.dedup();
     let images = catalog.images_on(&nodes);
-    if !store.install_catalog(&new_nodes, &images, replace_existing).await? {
+    if !store
+        .install_catalog(&new_nodes, &images, replace_existing)
+        .await?
+    {
         // Another replica loaded the built-in catalog first.
         return Ok(());
     }

@@ -4,8 +4,15 @@
 //! are domain operations (find an AccessKey, claim a nonce, list the images a caller sees),
 //! never SQL. Each backend owns its migrations. This crate depends on the domain and on SQL
 //! drivers, and knows nothing of HTTP or the wire format.
+//!
+//! Two backends behave identically (one storage suite runs on both):
+//! - [`SqliteStore`], the embedded default: one file, one server process;
+//! - [`PostgresStore`], for several server replicas sharing one database: each write locks
+//!   the rows its rule checks read, so the rules hold across processes too.
 
+mod common;
 mod error;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -18,6 +25,7 @@ use ens_domain::{
 use time::OffsetDateTime;
 
 pub use error::{StoreError, StoreResult};
+pub use postgres::{redact_database_url, redact_secrets, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// An AccessKey as verification needs it.
@@ -252,7 +260,12 @@ pub trait Store: Send + Sync + 'static {
     /// Loads a public catalog: always when `replace_existing`, else only into a store that has
     /// none yet; returns whether it loaded. Replicas starting together load it once. The
     /// default suits backends served by one process at a time.
-    async fn install_catalog(&self, nodes: &[NodeId], images: &[Image], replace_existing: bool) -> StoreResult<bool> {
+    async fn install_catalog(
+        &self,
+        nodes: &[NodeId],
+        images: &[Image],
+        replace_existing: bool,
+    ) -> StoreResult<bool> {
         if !replace_existing && self.has_catalog().await? {
             return Ok(false);
         }

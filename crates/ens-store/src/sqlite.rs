@@ -15,29 +15,24 @@ use async_trait::async_trait;
 use ens_domain::rules::{ensure_deletable, ensure_owner, ensure_shareable};
 use ens_domain::{
     AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, ImageId,
-    ImageOwnerAlias, ImageQuery, ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Principal,
-    RamUserName, Snapshot,
+    ImageQuery, ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Principal, RamUserName,
+    Snapshot,
 };
 use rand::Rng;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqliteConnection, SqlitePool};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::common::{
+    account_from, audit_time, corrupt, failure_from, format_time, millis, new_custom_image_id, node_from,
+    parse_time, to_i64, to_u64, views, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
+};
 use crate::{
     AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
     Store, StoreError, StoreResult, StoredAccessKey, StoredPolicy,
 };
-
-/// Scope of the public images in `image_listing` and `listing_counts`.
-const SYSTEM_SCOPE: &str = "system";
-/// Node key of the listing over all nodes.
-const ALL_NODES: &str = "";
-/// Columns of `images` read by [`image_from_row`].
-const IMAGE_COLUMNS: &str = "seq, id, name, owner_id, architecture, platform, os_type, size_gib, \
-     creation_time, snapshot_id, status, instance_id, compute_type, os_version, description";
 
 /// A [`Store`] on one SQLite file.
 #[derive(Clone)]
@@ -85,61 +80,6 @@ impl SqliteStore {
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
-}
-
-fn format_time(value: OffsetDateTime) -> StoreResult<String> {
-    value
-        .format(&Rfc3339)
-        .map_err(|error| StoreError::Corrupt(format!("unformattable time: {error}")))
-}
-
-/// Audit times are kept in UTC with all nine fraction digits, so that text order is time
-/// order and a `since` given in any offset or precision compares as an instant.
-fn audit_time(value: OffsetDateTime) -> StoreResult<String> {
-    let utc = value.to_offset(time::UtcOffset::UTC);
-    let whole = utc.replace_nanosecond(0).unwrap_or(utc);
-    let text = format_time(whole)?;
-    let stem = text.strip_suffix('Z').unwrap_or(&text);
-    Ok(format!("{stem}.{:09}Z", utc.nanosecond()))
-}
-
-fn parse_time(value: &str) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::parse(value, &Rfc3339)
-        .map_err(|error| StoreError::Corrupt(format!("stored time {value:?}: {error}")))
-}
-
-fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
-}
-
-fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
-}
-
-fn millis(value: OffsetDateTime) -> StoreResult<i64> {
-    i64::try_from(value.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| StoreError::Corrupt("time out of range".into()))
-}
-
-fn corrupt(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(error.to_string())
-}
-
-fn account_from(value: &str) -> StoreResult<AccountId> {
-    AccountId::parse("account_id", value).map_err(corrupt)
-}
-
-fn node_from(value: &str) -> StoreResult<NodeId> {
-    NodeId::parse("node_id", value).map_err(corrupt)
-}
-
-fn new_custom_image_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    let suffix: String = (0..25)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect();
-    format!("m-{suffix}")
 }
 
 /// Adds `image_seq` to the listings of `scope` (all nodes and each of `nodes`) and bumps
@@ -389,26 +329,6 @@ async fn load_images(conn: &mut SqliteConnection, seqs: &[i64]) -> StoreResult<V
         }
     }
     Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
-}
-
-fn views(images: Vec<Image>, viewer: &AccountId, node: Option<&NodeId>) -> Vec<ImageView> {
-    images
-        .into_iter()
-        .filter_map(|image| {
-            let region = node.cloned().or_else(|| image.nodes.first().cloned())?;
-            Some(ImageView {
-                alias: ImageOwnerAlias::of(image.owner.as_ref(), viewer),
-                region,
-                image,
-            })
-        })
-        .collect()
-}
-
-fn failure_from(value: Option<String>) -> StoreResult<Option<BuildFailure>> {
-    value
-        .map(|text| BuildFailure::parse(&text).ok_or_else(|| corrupt(format!("build failure {text:?}"))))
-        .transpose()
 }
 
 fn instance_from_row(row: &SqliteRow) -> StoreResult<Instance> {

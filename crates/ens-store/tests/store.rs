@@ -12,7 +12,13 @@ use ens_domain::{
 use ens_domain::{
     AccessKeyStatus, BuildFailure, ImageError, ImageStatus, Instance, Principal, RamUserName, Snapshot,
 };
-use ens_store::{AuditEntry, AuditFilter, NewImage, SelfImageQuery, SqliteStore, Store, StoreError};
+use ens_store::{
+    AuditEntry, AuditFilter, NewImage, PostgresStore, SelfImageQuery, SqliteStore, Store, StoreError,
+};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -342,7 +348,114 @@ macro_rules! store_suite {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(database) = super::PgDatabase::create().await else {
+                        return;
+                    };
+                    super::$case(&database.store).await;
+                    database.drop().await;
+                }
+            )*
+        }
     };
+}
+
+/// What a PostgreSQL case prints instead of running when it has no server to run on.
+const PG_SKIPPED: &str = "skipped: PostgreSQL not reachable (set ENS_IMAGES_TEST_DATABASE_URL)";
+
+/// A fresh, migrated PostgreSQL database for one test, created on the server that
+/// `ENS_IMAGES_TEST_DATABASE_URL` names (through its maintenance database `postgres`) and
+/// dropped by [`PgDatabase::drop`]. Its name starts with the named database's, so a CI run
+/// can drop whatever a failed test left behind.
+struct PgDatabase {
+    /// The maintenance database, to create and drop test databases from.
+    maintenance: PgConnectOptions,
+    /// The test database.
+    options: PgConnectOptions,
+    name: String,
+    store: PostgresStore,
+}
+
+impl PgDatabase {
+    /// The fresh database, or `None` (after printing why) when there is no server to use.
+    async fn create() -> Option<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let url = std::env::var("ENS_IMAGES_TEST_DATABASE_URL").unwrap_or_default();
+        if url.is_empty() {
+            println!("{PG_SKIPPED}");
+            return None;
+        }
+        let base: PgConnectOptions = url.parse().unwrap();
+        let maintenance = base.clone().database("postgres");
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&maintenance)).await;
+        let mut admin = match connected {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => {
+                println!(
+                    "{PG_SKIPPED}: {}",
+                    ens_store::redact_secrets(&error.to_string(), &url)
+                );
+                return None;
+            }
+            Err(_) => {
+                println!("{PG_SKIPPED}: no answer within 5 s");
+                return None;
+            }
+        };
+        let prefix: String = base
+            .get_database()
+            .unwrap_or("ens")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(30)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let name = format!(
+            "{prefix}_{}_{}_{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let options = base.database(&name);
+        let store = PostgresStore::connect_with(options.clone(), 4).await.unwrap();
+        Some(Self {
+            maintenance,
+            options,
+            name,
+            store,
+        })
+    }
+
+    /// Another store on the same database: a second server replica.
+    async fn replica(&self) -> PostgresStore {
+        PostgresStore::connect_with(self.options.clone(), 4)
+            .await
+            .unwrap()
+    }
+
+    /// Closes the store and drops the database (a failure to drop is reported, not fatal).
+    async fn drop(self) {
+        self.store.close().await;
+        let dropped = async {
+            let mut admin = PgConnection::connect_with(&self.maintenance).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await
+        };
+        if let Err(error) = dropped.await {
+            println!("could not drop test database {}: {error}", self.name);
+        }
+    }
 }
 
 async fn builds_advance_once_per_step_and_list_only_when_available(store: &dyn Store) {
@@ -768,3 +881,259 @@ store_suite!(
     a_nonce_is_claimed_once_per_window,
     access_keys_are_found_with_their_account,
 );
+
+/// Replica safety: two `PostgresStore`s on one database stand for two server processes.
+/// These cases exist only for PostgreSQL (SQLite serves one process).
+mod postgres_replicas {
+    use std::sync::Arc;
+
+    use ens_domain::{AccessKeyId, ImageError, ImageStatus};
+    use ens_store::{NewImage, PostgresStore, Store, StoreError};
+    use tokio::sync::Barrier;
+    use tokio::task::JoinSet;
+
+    use super::{create, image, names, query, seeded, PgDatabase, NOW};
+
+    /// The store of task `index`: even tasks use one replica, odd tasks the other.
+    fn pick(index: usize, one: &PostgresStore, other: &PostgresStore) -> PostgresStore {
+        if index % 2 == 0 {
+            one.clone()
+        } else {
+            other.clone()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_nonce_claimed_through_one_replica_is_refused_through_the_other() {
+        let Some(database) = PgDatabase::create().await else {
+            return;
+        };
+        let other = database.replica().await;
+        let key = AccessKeyId::parse("AKALICE").unwrap();
+        let later = NOW + time::Duration::minutes(30);
+        assert!(database.store.claim_nonce(&key, "n1", NOW, later).await.unwrap());
+        assert!(!other.claim_nonce(&key, "n1", NOW, later).await.unwrap());
+        assert!(!database.store.claim_nonce(&key, "n1", NOW, later).await.unwrap());
+        // Claims of one nonce racing through both replicas: exactly one wins.
+        for round in 0..20 {
+            let nonce = format!("race-{round}");
+            let start = Arc::new(Barrier::new(8));
+            let mut tasks = JoinSet::new();
+            for index in 0..8 {
+                let (store, key, nonce, start) = (
+                    pick(index, &database.store, &other),
+                    key.clone(),
+                    nonce.clone(),
+                    start.clone(),
+                );
+                tasks.spawn(async move {
+                    start.wait().await;
+                    store.claim_nonce(&key, &nonce, NOW, later).await.unwrap()
+                });
+            }
+            let mut wins = 0;
+            while let Some(claimed) = tasks.join_next().await {
+                wins += usize::from(claimed.unwrap());
+            }
+            assert_eq!(wins, 1, "round {round}");
+        }
+        other.close().await;
+        database.drop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_build_advances_move_each_image_once_per_step() {
+        let Some(database) = PgDatabase::create().await else {
+            return;
+        };
+        let other = database.replica().await;
+        let (alice, _) = seeded(&database.store).await;
+        let step = std::time::Duration::from_secs(5);
+        let mut made = Vec::new();
+        for index in 0..24 {
+            let mut building = image("m-x", Some(&alice), &["cn-dalian-unicom"]);
+            building.status = ImageStatus::Creating;
+            building.name = format!("building{index}");
+            let new = NewImage {
+                image: building,
+                build_due_at: Some(NOW + step),
+                build_failure: None,
+                release_instance: None,
+            };
+            made.push(database.store.create_image(new).await.unwrap().id);
+        }
+        let mut at = NOW + step;
+        for expected in [
+            ImageStatus::Packing,
+            ImageStatus::Uploading,
+            ImageStatus::Available,
+        ] {
+            let start = Arc::new(Barrier::new(12));
+            let mut tasks = JoinSet::new();
+            for index in 0..12 {
+                let (store, start) = (pick(index, &database.store, &other), start.clone());
+                tasks.spawn(async move {
+                    start.wait().await;
+                    store.advance_image_builds(at, step).await.unwrap()
+                });
+            }
+            let mut moved = 0;
+            while let Some(count) = tasks.join_next().await {
+                moved += count.unwrap();
+            }
+            assert_eq!(moved, 24, "moves into {expected:?}");
+            for id in &made {
+                let view = other.visible_image(&alice, id).await.unwrap().unwrap();
+                assert_eq!(view.image.status, expected);
+            }
+            at += step;
+        }
+        // Each image joined the listings exactly once: counts and rows agree.
+        let page = other.describe_images(&query(&alice, 1, 50)).await.unwrap();
+        assert_eq!(page.total_count, 9 + 24);
+        assert_eq!(page.items.len(), 9 + 24);
+        let mut q = query(&alice, 1, 50);
+        q.node = Some(super::node("cn-dalian-unicom"));
+        let page = database.store.describe_images(&q).await.unwrap();
+        assert_eq!((page.total_count, page.items.len()), (5 + 24, 5 + 24));
+        other.close().await;
+        database.drop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_delete_racing_a_share_never_leaves_a_share_on_a_deleted_image() {
+        let Some(database) = PgDatabase::create().await else {
+            return;
+        };
+        let other = database.replica().await;
+        let (alice, bob) = seeded(&database.store).await;
+        let mut shared = Vec::new();
+        for round in 0..30 {
+            let id = create(
+                &database.store,
+                &alice,
+                &format!("race{round}"),
+                &["cn-dalian-unicom"],
+            )
+            .await;
+            let start = Arc::new(Barrier::new(2));
+            let deleting = {
+                let (store, alice, id, start) =
+                    (database.store.clone(), alice.clone(), id.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.delete_image(&alice, &id).await
+                })
+            };
+            let sharing = {
+                let (store, alice, bob, id, start) = (
+                    other.clone(),
+                    alice.clone(),
+                    bob.clone(),
+                    id.clone(),
+                    start.clone(),
+                );
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.modify_image_shares(&alice, &id, &[bob], &[], NOW).await
+                })
+            };
+            let outcome = (deleting.await.unwrap(), sharing.await.unwrap());
+            let one_won = matches!(
+                outcome,
+                // The share went first: the delete saw it and refused.
+                (Err(StoreError::Image(ImageError::StillShared(1))), Ok(()))
+                // The delete went first: the share found no image.
+                | (Ok(()), Err(StoreError::Image(ImageError::NotFound)))
+            );
+            assert!(one_won, "round {round}: both or neither succeeded: {outcome:?}");
+            if outcome.1.is_ok() {
+                shared.push(id);
+            }
+        }
+        // Bob sees exactly the images shared with him that still exist, and his listing
+        // count agrees with his listing rows.
+        let page = database.store.describe_images(&query(&bob, 1, 50)).await.unwrap();
+        assert_eq!(page.total_count, 8 + shared.len() as u64);
+        assert_eq!(page.items.len(), 8 + shared.len());
+        for id in &shared {
+            assert!(other.visible_image(&bob, id).await.unwrap().is_some());
+        }
+        let alices = other.describe_images(&query(&alice, 1, 50)).await.unwrap();
+        assert_eq!(alices.total_count, 9 + shared.len() as u64);
+        assert_eq!(names(&alices).len(), 9 + shared.len());
+        other.close().await;
+        database.drop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_starting_together_make_one_owner_and_load_one_catalog() {
+        let Some(database) = PgDatabase::create().await else {
+            return;
+        };
+        let other = database.replica().await;
+        let catalog: Vec<ens_domain::Image> = (0..5)
+            .map(|i| image(&format!("sys_{i}"), None, &["cn-dalian-unicom"]))
+            .collect();
+        let nodes = [super::node("cn-dalian-unicom")];
+        let start = Arc::new(Barrier::new(8));
+        let mut tasks = JoinSet::new();
+        for index in 0..8 {
+            let (store, start, catalog, nodes) = (
+                pick(index, &database.store, &other),
+                start.clone(),
+                catalog.clone(),
+                nodes.clone(),
+            );
+            tasks.spawn(async move {
+                start.wait().await;
+                let owner = super::account(&format!("100000000000001{index}"));
+                let key = AccessKeyId::parse(&format!("AKOWNER{index}")).unwrap();
+                let created = store.bootstrap_owner(&owner, &key, "sealed", NOW).await.unwrap();
+                let loaded = store.install_catalog(&nodes, &catalog, false).await.unwrap();
+                (created, loaded)
+            });
+        }
+        let (mut owners, mut loads) = (0, 0);
+        while let Some(outcome) = tasks.join_next().await {
+            let (created, loaded) = outcome.unwrap();
+            owners += usize::from(created);
+            loads += usize::from(loaded);
+        }
+        assert_eq!((owners, loads), (1, 1));
+        assert_eq!(other.accounts().await.unwrap().len(), 1);
+        assert_eq!(other.access_keys(None).await.unwrap().len(), 1);
+        assert_eq!(other.public_images(None).await.unwrap().len(), 5);
+        // An operator's catalog replaces the loaded one.
+        assert!(database
+            .store
+            .install_catalog(&nodes, &catalog[..2], true)
+            .await
+            .unwrap());
+        assert_eq!(other.public_images(None).await.unwrap().len(), 2);
+        other.close().await;
+        database.drop().await;
+    }
+
+    #[tokio::test]
+    async fn heartbeats_count_the_replicas_alive_in_the_window() {
+        let Some(database) = PgDatabase::create().await else {
+            return;
+        };
+        let other = database.replica().await;
+        let window = std::time::Duration::from_secs(15);
+        assert_eq!(database.store.heartbeat("a", NOW, window).await.unwrap(), 1);
+        assert_eq!(other.heartbeat("b", NOW, window).await.unwrap(), 2);
+        let later = NOW + time::Duration::seconds(10);
+        assert_eq!(database.store.heartbeat("a", later, window).await.unwrap(), 2);
+        // "b" fell silent: once a whole window has passed, only "a" is counted.
+        let much_later = NOW + time::Duration::seconds(20);
+        assert_eq!(
+            database.store.heartbeat("a", much_later, window).await.unwrap(),
+            1
+        );
+        assert!(database.store.pool_stats().is_some());
+        other.close().await;
+        database.drop().await;
+    }
+}

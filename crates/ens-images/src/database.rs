@@ -1,0 +1,102 @@
+//! Which store the binary works on: the embedded SQLite file in the data directory, or a
+//! PostgreSQL database that several replicas share (`--database-url`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use ens_store::{redact_database_url, redact_secrets, PostgresStore, SqliteStore, Store};
+
+use crate::setup;
+
+/// How long `serve` waits for an unreachable PostgreSQL (it may be starting beside the
+/// server) before giving up.
+const DATABASE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Where the store is, when it is not the embedded one.
+#[derive(clap::Args, Clone)]
+pub struct DatabaseArgs {
+    /// PostgreSQL database to use instead of the embedded SQLite store, e.g.
+    /// postgres://user:password@host:5432/ens. Replicas given the same database serve one
+    /// shared store. --data-dir still holds root-credentials.json and master.key.
+    #[arg(long, env = "ENS_IMAGES_DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    /// Most connections this process opens to PostgreSQL.
+    #[arg(
+        long,
+        env = "ENS_IMAGES_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    database_max_connections: u32,
+}
+
+impl DatabaseArgs {
+    /// The PostgreSQL URL, if one was given (an empty one counts as none).
+    fn url(&self) -> Option<&str> {
+        self.database_url.as_deref().filter(|url| !url.is_empty())
+    }
+}
+
+/// Opens the store `serve` works on, waiting up to a minute for a PostgreSQL database that
+/// is not reachable yet (and logging each wait).
+pub async fn open_for_serve(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(url) = args.url() else {
+        let store = SqliteStore::open(&data_dir.join(setup::STORE_FILE))
+            .await
+            .context("cannot open the store")?;
+        return Ok(Arc::new(store));
+    };
+    let target = redact_database_url(url);
+    tracing::info!(database = %target, "opening the PostgreSQL store");
+    let store = PostgresStore::connect_with_retry(
+        url,
+        args.database_max_connections,
+        DATABASE_PATIENCE,
+        |error, attempt| {
+            tracing::warn!(
+                database = %target,
+                attempt,
+                "waiting for database: {}",
+                redact_secrets(&error.to_string(), url)
+            );
+        },
+    )
+    .await
+    .map_err(|error| {
+        anyhow!(
+            "cannot open the store (PostgreSQL at {target}): {}",
+            redact_secrets(&error.to_string(), url)
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// Opens the store an admin command works on. Fails at once (after a few seconds) when
+/// PostgreSQL is unreachable: an operator at a prompt wants the reason, not a wait.
+pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(url) = args.url() else {
+        let path = data_dir.join(setup::STORE_FILE);
+        if !path.exists() {
+            bail!(
+                "no store at {}: start `ens-images serve --data-dir {}` once first",
+                path.display(),
+                data_dir.display()
+            );
+        }
+        let store = SqliteStore::open(&path).await.context("cannot open the store")?;
+        return Ok(Arc::new(store));
+    };
+    let store = PostgresStore::connect(url, args.database_max_connections)
+        .await
+        .map_err(|error| {
+            anyhow!(
+                "cannot open the store (PostgreSQL at {}): {}",
+                redact_database_url(url),
+                redact_secrets(&error.to_string(), url)
+            )
+        })?;
+    Ok(Arc::new(store))
+}
