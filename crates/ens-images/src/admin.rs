@@ -497,8 +497,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Value::Array(store.sources().await?.1.iter().map(snapshot_json).collect())
         }
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
-    Ok(())
+    crate::print_json(&output)
 }
 
 fn ens_protocol_time(value: time::OffsetDateTime) -> String {

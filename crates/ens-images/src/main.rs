@@ -1,6 +1,7 @@
 //! `ens-images`: serve the ENS image API, or administer its store.
 
 mod admin;
+mod call;
 mod catalog;
 mod database;
 mod setup;
@@ -26,8 +27,11 @@ struct Cli {
 enum Command {
     /// Serve the API until SIGTERM or Ctrl-C; in-flight requests finish first.
     Serve(ServeArgs),
-    /// Administer the store: accounts, AccessKeys, instances and snapshots.
+    /// Administer the store: accounts, RAM users, AccessKeys, policies, the audit log,
+    /// instances and snapshots.
     Admin(admin::AdminArgs),
+    /// Call one API operation, signed with an AccessKey (V3 or V1).
+    Call(call::CallArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -139,7 +143,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%address, "ready");
     // Scripts and tests wait for this line instead of sleeping.
     let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
-    println!("ens-images listening on {scheme}://{address}");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A reader that already went away must not stop the server.
+        let _ = writeln!(out, "ens-images listening on {scheme}://{address}").and_then(|()| out.flush());
+    }
     let image_build_step = Duration::try_from_secs_f64(args.image_build_seconds)
         .ok()
         .filter(|step| *step <= Duration::from_secs(3600))
@@ -170,12 +179,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints one JSON document on stdout. A reader that went away (`| head`) is not an error.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Admin(args) => admin::run(args).await,
+        Command::Call(args) => call::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
