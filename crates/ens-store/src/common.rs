@@ -1,7 +1,10 @@
 //! What both SQL backends share: row conversions, time formats, ID generation and the
 //! constants of the listing design. Nothing here talks to a database.
 
-use ens_domain::{AccountId, BuildFailure, Image, ImageOwnerAlias, ImageView, NodeId, RamUserName};
+use ens_domain::{
+    AccountId, BuildFailure, Image, ImageId, ImageOwnerAlias, ImageStatus, ImageView, Instance, NodeId,
+    Principal, RamUserName, Snapshot,
+};
 use rand::Rng;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -80,4 +83,116 @@ pub(crate) fn failure_from(value: Option<String>) -> StoreResult<Option<BuildFai
 }
 pub(crate) fn user_from(value: &str) -> StoreResult<RamUserName> {
     RamUserName::parse("user_name", value).map_err(corrupt)
+}
+
+/// Typed reads of one result row by column name, for conversions shared by both backends.
+pub(crate) trait Columns {
+    /// A non-null text column.
+    fn text(&self, name: &str) -> StoreResult<String>;
+    /// A nullable text column.
+    fn maybe_text(&self, name: &str) -> StoreResult<Option<String>>;
+    /// A non-null integer column.
+    fn int(&self, name: &str) -> StoreResult<i64>;
+}
+
+macro_rules! columns_for {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, name: &str) -> StoreResult<String> {
+                Ok(sqlx::Row::try_get(self, name)?)
+            }
+            fn maybe_text(&self, name: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::Row::try_get(self, name)?)
+            }
+            fn int(&self, name: &str) -> StoreResult<i64> {
+                Ok(sqlx::Row::try_get(self, name)?)
+            }
+        }
+    };
+}
+columns_for!(sqlx::sqlite::SqliteRow);
+columns_for!(sqlx::postgres::PgRow);
+
+/// An image row without its nodes and disks, plus its sequence number.
+pub(crate) fn image_from_row(row: &impl Columns) -> StoreResult<(i64, Image)> {
+    let status = row.text("status")?;
+    let image = Image {
+        id: ImageId::parse(&row.text("id")?).map_err(corrupt)?,
+        name: row.text("name")?,
+        owner: row
+            .maybe_text("owner_id")?
+            .as_deref()
+            .map(account_from)
+            .transpose()?,
+        architecture: row.text("architecture")?,
+        platform: row.text("platform")?,
+        os_type: row.text("os_type")?,
+        size_gib: to_u64(row.int("size_gib")?, "image size")?,
+        creation_time: parse_time(&row.text("creation_time")?)?,
+        snapshot_id: row.maybe_text("snapshot_id")?,
+        nodes: Vec::new(),
+        disk_device_mappings: Vec::new(),
+        status: ImageStatus::parse(&status).ok_or_else(|| corrupt(format!("image status {status:?}")))?,
+        instance_id: row.maybe_text("instance_id")?,
+        compute_type: row.text("compute_type")?,
+        os_version: row.text("os_version")?,
+        description: row.text("description")?,
+    };
+    Ok((row.int("seq")?, image))
+}
+
+/// A registered instance.
+pub(crate) fn instance_from_row(row: &impl Columns) -> StoreResult<Instance> {
+    let disks = row.text("data_disks_gib")?;
+    Ok(Instance {
+        id: row.text("id")?,
+        owner: account_from(&row.text("owner_id")?)?,
+        node: node_from(&row.text("node_id")?)?,
+        image_id: row
+            .maybe_text("image_id")?
+            .as_deref()
+            .map(ImageId::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        platform: row.text("platform")?,
+        os_type: row.text("os_type")?,
+        os_version: row.text("os_version")?,
+        architecture: row.text("architecture")?,
+        compute_type: row.text("compute_type")?,
+        system_disk_gib: to_u64(row.int("system_disk_gib")?, "disk size")?,
+        data_disks_gib: disks
+            .split(',')
+            .filter(|size| !size.is_empty())
+            .map(|size| size.parse::<u64>().map_err(corrupt))
+            .collect::<StoreResult<_>>()?,
+        build_failure: failure_from(row.maybe_text("build_failure")?)?,
+    })
+}
+
+/// A registered snapshot.
+pub(crate) fn snapshot_from_row(row: &impl Columns) -> StoreResult<Snapshot> {
+    Ok(Snapshot {
+        id: row.text("id")?,
+        owner: account_from(&row.text("owner_id")?)?,
+        node: node_from(&row.text("node_id")?)?,
+        instance_id: row.maybe_text("instance_id")?,
+        platform: row.text("platform")?,
+        os_type: row.text("os_type")?,
+        os_version: row.text("os_version")?,
+        architecture: row.text("architecture")?,
+        size_gib: to_u64(row.int("size_gib")?, "snapshot size")?,
+        build_failure: failure_from(row.maybe_text("build_failure")?)?,
+    })
+}
+
+/// The owner or RAM user a key row acts for.
+pub(crate) fn principal_from(row: &impl Columns) -> StoreResult<Principal> {
+    Ok(Principal {
+        account: account_from(&row.text("account_id")?)?,
+        user: row
+            .maybe_text("user_name")?
+            .as_deref()
+            .map(user_from)
+            .transpose()?,
+    })
 }

@@ -19,15 +19,14 @@ use ens_domain::{
     Snapshot,
 };
 use rand::Rng;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::common::{
-    account_from, audit_time, corrupt, failure_from, format_time, millis, new_custom_image_id, node_from,
-    parse_time, to_i64, to_u64, views, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
+    account_from, audit_time, corrupt, failure_from, format_time, image_from_row, instance_from_row, millis,
+    new_custom_image_id, node_from, parse_time, principal_from, snapshot_from_row, to_i64, to_u64, views,
+    ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{
     AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
@@ -215,33 +214,6 @@ async fn insert_image_in(conn: &mut SqliteConnection, new: &NewImage) -> StoreRe
     Ok(seq)
 }
 
-/// An image row without its nodes and disks, plus its sequence number.
-fn image_from_row(row: &SqliteRow) -> StoreResult<(i64, Image)> {
-    let id: String = row.try_get("id")?;
-    let owner: Option<String> = row.try_get("owner_id")?;
-    let creation_time: String = row.try_get("creation_time")?;
-    let status: String = row.try_get("status")?;
-    let image = Image {
-        id: ImageId::parse(&id).map_err(corrupt)?,
-        name: row.try_get("name")?,
-        owner: owner.as_deref().map(account_from).transpose()?,
-        architecture: row.try_get("architecture")?,
-        platform: row.try_get("platform")?,
-        os_type: row.try_get("os_type")?,
-        size_gib: to_u64(row.try_get("size_gib")?, "image size")?,
-        creation_time: parse_time(&creation_time)?,
-        snapshot_id: row.try_get("snapshot_id")?,
-        nodes: Vec::new(),
-        disk_device_mappings: Vec::new(),
-        status: ImageStatus::parse(&status).ok_or_else(|| corrupt(format!("image status {status:?}")))?,
-        instance_id: row.try_get("instance_id")?,
-        compute_type: row.try_get("compute_type")?,
-        os_version: row.try_get("os_version")?,
-        description: row.try_get("description")?,
-    };
-    Ok((row.try_get("seq")?, image))
-}
-
 /// The image row with this ID (no nodes or disks), whoever owns it.
 async fn image_by_id(conn: &mut SqliteConnection, id: &ImageId) -> StoreResult<Option<(i64, Image)>> {
     let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?");
@@ -329,52 +301,6 @@ async fn load_images(conn: &mut SqliteConnection, seqs: &[i64]) -> StoreResult<V
         }
     }
     Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
-}
-
-fn instance_from_row(row: &SqliteRow) -> StoreResult<Instance> {
-    let owner: String = row.try_get("owner_id")?;
-    let node: String = row.try_get("node_id")?;
-    let image: Option<String> = row.try_get("image_id")?;
-    let disks: String = row.try_get("data_disks_gib")?;
-    Ok(Instance {
-        id: row.try_get("id")?,
-        owner: account_from(&owner)?,
-        node: node_from(&node)?,
-        image_id: image
-            .as_deref()
-            .map(ImageId::parse)
-            .transpose()
-            .map_err(corrupt)?,
-        platform: row.try_get("platform")?,
-        os_type: row.try_get("os_type")?,
-        os_version: row.try_get("os_version")?,
-        architecture: row.try_get("architecture")?,
-        compute_type: row.try_get("compute_type")?,
-        system_disk_gib: to_u64(row.try_get("system_disk_gib")?, "disk size")?,
-        data_disks_gib: disks
-            .split(',')
-            .filter(|size| !size.is_empty())
-            .map(|size| size.parse::<u64>().map_err(corrupt))
-            .collect::<StoreResult<_>>()?,
-        build_failure: failure_from(row.try_get("build_failure")?)?,
-    })
-}
-
-fn snapshot_from_row(row: &SqliteRow) -> StoreResult<Snapshot> {
-    let owner: String = row.try_get("owner_id")?;
-    let node: String = row.try_get("node_id")?;
-    Ok(Snapshot {
-        id: row.try_get("id")?,
-        owner: account_from(&owner)?,
-        node: node_from(&node)?,
-        instance_id: row.try_get("instance_id")?,
-        platform: row.try_get("platform")?,
-        os_type: row.try_get("os_type")?,
-        os_version: row.try_get("os_version")?,
-        architecture: row.try_get("architecture")?,
-        size_gib: to_u64(row.try_get("size_gib")?, "snapshot size")?,
-        build_failure: failure_from(row.try_get("build_failure")?)?,
-    })
 }
 
 /// Fails with `NotFound` naming `what` unless the row exists.
@@ -1535,19 +1461,6 @@ async fn insert_account(
         return Err(StoreError::Conflict(format!("account {account}")));
     }
     Ok(())
-}
-
-/// The owner or RAM user a key row acts for.
-fn principal_from(row: &SqliteRow) -> StoreResult<Principal> {
-    let account: String = row.try_get("account_id")?;
-    let user: Option<String> = row.try_get("user_name")?;
-    Ok(Principal {
-        account: account_from(&account)?,
-        user: user
-            .as_deref()
-            .map(|name| RamUserName::parse("user_name", name).map_err(corrupt))
-            .transpose()?,
-    })
 }
 
 async fn require_user(
