@@ -207,8 +207,8 @@ fn size(bytes: u64) -> String {
 
 fn table(rows: &[Row], baseline: f64) -> String {
     let mut out = String::from(
-        "| scenario | K | req/s | p50 | p90 | p99 | max | non-2xx | req/s vs bare |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | K | requests | req/s | p50 | p90 | p99 | max | non-2xx | req/s vs bare |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let stats = &row.stats;
@@ -224,9 +224,10 @@ fn table(rows: &[Row], baseline: f64) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.catalog.map_or_else(|| "-".to_owned(), |k| k.to_string()),
+            stats.requests,
             stats.throughput(),
             millis(stats.percentile(0.50)),
             millis(stats.percentile(0.90)),
