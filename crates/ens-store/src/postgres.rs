@@ -50,7 +50,7 @@ use time::OffsetDateTime;
 use crate::common::{
     account_from, audit_time, corrupt, failure_from, format_time, image_from_row, instance_from_row, millis,
     new_custom_image_id, node_from, parse_time, principal_from, snapshot_from_row, to_i64, to_u64, user_from,
-    views, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
+    views, ALL_NODES, IMAGE_COLUMNS, NUMBER_PUBLIC_LISTING, SYSTEM_SCOPE,
 };
 use crate::{
     AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
@@ -698,16 +698,22 @@ async fn listing_page(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    Ok(sqlx::query_scalar(
+    // The public listing is numbered densely, so any page is one index seek; an account's own
+    // listing is short enough to skip through.
+    let sql = if scope == SYSTEM_SCOPE {
+        "SELECT image_seq FROM image_listing WHERE scope = $1 AND node_id = $2 AND position >= $4 \
+         ORDER BY position LIMIT $3"
+    } else {
         "SELECT image_seq FROM image_listing WHERE scope = $1 AND node_id = $2 \
-         ORDER BY image_seq LIMIT $3 OFFSET $4",
-    )
-    .bind(scope)
-    .bind(node)
-    .bind(to_i64(limit, "limit")?)
-    .bind(to_i64(offset, "offset")?)
-    .fetch_all(&mut *conn)
-    .await?)
+         ORDER BY image_seq LIMIT $3 OFFSET $4"
+    };
+    Ok(sqlx::query_scalar(sql)
+        .bind(scope)
+        .bind(node)
+        .bind(to_i64(limit, "limit")?)
+        .bind(to_i64(offset, "offset")?)
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// Listing path: no filter but (maybe) the node; cost is independent of catalog size.
@@ -1016,6 +1022,7 @@ impl PostgresStore {
             };
             insert_image_in(&mut tx, &mut counts, &public).await?;
         }
+        sqlx::query(NUMBER_PUBLIC_LISTING).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO store_metadata (name, value) VALUES ('catalog_loaded', $1) \
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",

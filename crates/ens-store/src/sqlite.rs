@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use crate::common::{
     account_from, audit_time, corrupt, failure_from, format_time, image_from_row, instance_from_row, millis,
     new_custom_image_id, node_from, parse_time, principal_from, snapshot_from_row, to_i64, to_u64, views,
-    ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
+    ALL_NODES, IMAGE_COLUMNS, NUMBER_PUBLIC_LISTING, SYSTEM_SCOPE,
 };
 use crate::{
     AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
@@ -337,16 +337,26 @@ impl SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_scalar(
+        // The public listing is numbered densely, so any page is one index seek; an account's
+        // own listing is short enough to skip through.
+        let sql = if scope == SYSTEM_SCOPE {
+            "SELECT image_seq FROM image_listing WHERE scope = ? AND node_id = ? AND position >= ? \
+             ORDER BY position LIMIT ?"
+        } else {
             "SELECT image_seq FROM image_listing WHERE scope = ? AND node_id = ? \
-             ORDER BY image_seq LIMIT ? OFFSET ?",
-        )
-        .bind(scope)
-        .bind(node)
-        .bind(to_i64(limit, "limit")?)
-        .bind(to_i64(offset, "offset")?)
-        .fetch_all(&mut *conn)
-        .await?)
+             ORDER BY image_seq LIMIT ? OFFSET ?"
+        };
+        let query = sqlx::query_scalar(sql).bind(scope).bind(node);
+        let query = if scope == SYSTEM_SCOPE {
+            query
+                .bind(to_i64(offset, "offset")?)
+                .bind(to_i64(limit, "limit")?)
+        } else {
+            query
+                .bind(to_i64(limit, "limit")?)
+                .bind(to_i64(offset, "offset")?)
+        };
+        Ok(query.fetch_all(&mut *conn).await?)
     }
 
     /// Listing path: no filter but (maybe) the node; cost is independent of catalog size.
@@ -998,6 +1008,7 @@ impl Store for SqliteStore {
             };
             insert_image_in(&mut tx, &public).await?;
         }
+        sqlx::query(NUMBER_PUBLIC_LISTING).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO store_metadata (name, value) VALUES ('catalog_loaded', ?) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
