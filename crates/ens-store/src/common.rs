@@ -15,14 +15,6 @@ use crate::{StoreError, StoreResult};
 pub(crate) const SYSTEM_SCOPE: &str = "system";
 /// Node key of the listing over all nodes.
 pub(crate) const ALL_NODES: &str = "";
-/// Numbers the public listing densely per node (0, 1, ...) in listing order; run after the
-/// catalog is (re)loaded, in the same transaction. Valid SQL for both backends.
-pub(crate) const NUMBER_PUBLIC_LISTING: &str = "UPDATE image_listing SET position = numbered.position \
-     FROM (SELECT node_id, image_seq, row_number() OVER (PARTITION BY node_id ORDER BY image_seq) - 1 AS position \
-           FROM image_listing WHERE scope = 'system') AS numbered \
-     WHERE image_listing.scope = 'system' AND image_listing.node_id = numbered.node_id \
-       AND image_listing.image_seq = numbered.image_seq";
-
 /// Columns of `images` read by [`image_from_row`].
 pub(crate) const IMAGE_COLUMNS: &str = "seq, id, name, owner_id, architecture, platform, os_type, size_gib, \
      creation_time, snapshot_id, status, instance_id, compute_type, os_version, description";

@@ -50,7 +50,7 @@ use time::OffsetDateTime;
 use crate::common::{
     account_from, audit_time, corrupt, failure_from, format_time, image_from_row, instance_from_row, millis,
     new_custom_image_id, node_from, parse_time, principal_from, snapshot_from_row, to_i64, to_u64, user_from,
-    views, ALL_NODES, IMAGE_COLUMNS, NUMBER_PUBLIC_LISTING, SYSTEM_SCOPE,
+    views, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{
     AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
@@ -60,6 +60,15 @@ use crate::{
 /// How long a request waits for a pooled connection before the store reports itself
 /// unavailable: long enough for a burst, short enough that an unreachable database gives a
 /// quick ServiceUnavailable instead of a hung request.
+/// Numbers the public listing densely per node (0, 1, ...) in listing order; run after a
+/// catalog load, in its transaction (counts are applied at commit, so rows cannot be
+/// numbered as they are appended, as SQLite does).
+const NUMBER_PUBLIC_LISTING: &str = "UPDATE image_listing SET position = numbered.position \
+     FROM (SELECT node_id, image_seq, row_number() OVER (PARTITION BY node_id ORDER BY image_seq) - 1 AS position \
+           FROM image_listing WHERE scope = 'system') AS numbered \
+     WHERE image_listing.scope = 'system' AND image_listing.node_id = numbered.node_id \
+       AND image_listing.image_seq = numbered.image_seq";
+
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times a transaction that lost a serialization race or a deadlock is run again.
 const CONFLICT_RETRIES: u32 = 5;

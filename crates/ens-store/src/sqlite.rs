@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use crate::common::{
     account_from, audit_time, corrupt, failure_from, format_time, image_from_row, instance_from_row, millis,
     new_custom_image_id, node_from, parse_time, principal_from, snapshot_from_row, to_i64, to_u64, views,
-    ALL_NODES, IMAGE_COLUMNS, NUMBER_PUBLIC_LISTING, SYSTEM_SCOPE,
+    ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{
     AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
@@ -82,7 +82,8 @@ impl SqliteStore {
 }
 
 /// Adds `image_seq` to the listings of `scope` (all nodes and each of `nodes`) and bumps
-/// their counts.
+/// their counts. Public images are only added by a catalog load, which starts from empty
+/// listings, so numbering them by the running count keeps their positions dense.
 async fn add_to_listings(
     conn: &mut SqliteConnection,
     scope: &str,
@@ -90,8 +91,11 @@ async fn add_to_listings(
     nodes: &[String],
 ) -> StoreResult<()> {
     for node in std::iter::once(ALL_NODES).chain(nodes.iter().map(String::as_str)) {
+        // Public rows are numbered as they are appended: the position is the count so far.
         let inserted = sqlx::query(
-            "INSERT INTO image_listing (scope, node_id, image_seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO image_listing (scope, node_id, image_seq, position) VALUES (?1, ?2, ?3, \
+             CASE WHEN ?1 = 'system' THEN COALESCE((SELECT count FROM listing_counts \
+             WHERE scope = ?1 AND node_id = ?2), 0) END) ON CONFLICT DO NOTHING",
         )
         .bind(scope)
         .bind(node)
@@ -1008,7 +1012,6 @@ impl Store for SqliteStore {
             };
             insert_image_in(&mut tx, &public).await?;
         }
-        sqlx::query(NUMBER_PUBLIC_LISTING).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO store_metadata (name, value) VALUES ('catalog_loaded', ?) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",

@@ -156,6 +156,17 @@ async fn node_filter_uses_the_node_listing(store: &dyn Store) {
     );
     assert_eq!(page.total_count, 5);
     assert!(page.items.iter().all(|v| v.region.as_str() == "cn-dalian-unicom"));
+    // One image per page: every page of a node's listing is found by position.
+    let mut walked = Vec::new();
+    for number in 1..=6 {
+        let mut single = query(&alice, number, 1);
+        single.node = Some(node("cn-dalian-unicom"));
+        walked.extend(names(&store.describe_images(&single).await.unwrap()));
+    }
+    assert_eq!(
+        walked,
+        ["name_sys_0", "name_sys_2", "name_sys_4", "name_sys_6", "alice1"]
+    );
 }
 
 async fn owner_alias_and_visibility_follow_the_viewer(store: &dyn Store) {
