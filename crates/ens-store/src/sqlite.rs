@@ -45,6 +45,7 @@ impl SqliteStore {
     /// # Errors
     /// When the file cannot be opened or a migration fails.
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -250,6 +251,21 @@ async fn owned_image(
     let shared = is_shared_with(conn, seq, owner).await?;
     ensure_owner(&image, owner, shared)?;
     Ok((seq, image))
+}
+
+/// Creates the database file readable by its owner only, before SQLite does; SQLite gives its
+/// `-wal` and `-shm` files the same permissions. The store holds sealed secrets and the audit
+/// log: nobody else on the machine needs to read it.
+fn create_private(path: &Path) -> StoreResult<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Unavailable(sqlx::Error::Io(error))),
+    }
 }
 
 fn placeholders(count: usize) -> String {
