@@ -157,35 +157,29 @@ enum PolicyCommand {
         name: String,
     },
     /// Attaches a policy to a RAM user.
-    Attach {
-        /// The account of the user and the policy.
-        #[arg(long)]
-        account: String,
-        /// The policy's name.
-        #[arg(long)]
-        name: String,
-        /// The user's name.
-        #[arg(long)]
-        user: String,
-    },
+    Attach(Attachment),
     /// Detaches a policy from a RAM user.
-    Detach {
-        /// The account of the user and the policy.
-        #[arg(long)]
-        account: String,
-        /// The policy's name.
-        #[arg(long)]
-        name: String,
-        /// The user's name.
-        #[arg(long)]
-        user: String,
-    },
+    Detach(Attachment),
     /// Lists policies with their documents and attachments.
     List {
         /// Only the policies of this account.
         #[arg(long)]
         account: Option<String>,
     },
+}
+
+/// A policy and the RAM user it is (to be) attached to.
+#[derive(Args)]
+struct Attachment {
+    /// The account of the user and the policy.
+    #[arg(long)]
+    account: String,
+    /// The policy's name.
+    #[arg(long)]
+    name: String,
+    /// The user's name.
+    #[arg(long)]
+    user: String,
 }
 
 /// Filters of `admin audit`.
@@ -589,25 +583,15 @@ async fn policy_command(
             store.delete_policy(&owner, &name).await?;
             json!({"AccountId": owner.as_str(), "PolicyName": name, "Deleted": true})
         }
-        PolicyCommand::Attach {
-            account: owner,
-            name,
-            user,
-        } => {
-            let owner = account(&owner)?;
-            let user = user_name(&user)?;
-            store.attach_policy(&owner, &user, &name).await?;
-            json!({"AccountId": owner.as_str(), "PolicyName": name, "UserName": user.as_str(), "Attached": true})
+        PolicyCommand::Attach(attachment) => {
+            let (owner, user) = (account(&attachment.account)?, user_name(&attachment.user)?);
+            store.attach_policy(&owner, &user, &attachment.name).await?;
+            attachment_json(&owner, &attachment.name, &user, true)
         }
-        PolicyCommand::Detach {
-            account: owner,
-            name,
-            user,
-        } => {
-            let owner = account(&owner)?;
-            let user = user_name(&user)?;
-            store.detach_policy(&owner, &user, &name).await?;
-            json!({"AccountId": owner.as_str(), "PolicyName": name, "UserName": user.as_str(), "Attached": false})
+        PolicyCommand::Detach(attachment) => {
+            let (owner, user) = (account(&attachment.account)?, user_name(&attachment.user)?);
+            store.detach_policy(&owner, &user, &attachment.name).await?;
+            attachment_json(&owner, &attachment.name, &user, false)
         }
         PolicyCommand::List { account: owner } => {
             let owner = owner.as_deref().map(account).transpose()?;
@@ -630,6 +614,11 @@ async fn policy_command(
             )
         }
     })
+}
+
+/// What `policy attach` and `policy detach` print.
+fn attachment_json(owner: &AccountId, policy: &str, user: &RamUserName, attached: bool) -> Value {
+    json!({"AccountId": owner.as_str(), "PolicyName": policy, "UserName": user.as_str(), "Attached": attached})
 }
 
 /// Policy names: 1 to 128 letters, digits and `-` (the cloud's rule for custom policies).
