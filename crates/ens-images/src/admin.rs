@@ -3,7 +3,7 @@
 //!
 //! Every command prints JSON on stdout, so scripts and tests can read the result.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -12,7 +12,8 @@ use ens_domain::{
     Snapshot,
 };
 use ens_policy::PolicyDocument;
-use ens_store::{AuditFilter, Store};
+use ens_server::secrets::MasterKey;
+use ens_store::{AuditFilter, GenerateSpec, GeneratedAccount, Store};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -60,6 +61,31 @@ enum AdminCommand {
     /// Snapshots that CreateImage can turn into images.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Fills the store with a large synthetic catalog for benchmarks (accounts, instances,
+    /// custom images, shares), then prints sample accounts with new AccessKeys.
+    Generate(GenerateArgs),
+}
+
+/// The shape of `admin generate`'s catalog; the same seed always gives the same catalog.
+#[derive(Args)]
+struct GenerateArgs {
+    /// Custom images in total, the heavy account's included.
+    #[arg(long, default_value_t = 1_000_000)]
+    images: u64,
+    /// Ordinary accounts, which share the images the heavy account does not own.
+    #[arg(long, default_value_t = 10_000)]
+    accounts: u64,
+    /// Images owned by one extra "heavy" account.
+    #[arg(long, default_value_t = 100_000)]
+    heavy_images: u64,
+    /// Image shares, each from an image's owner to another ordinary account (default:
+    /// images / 100).
+    #[arg(long)]
+    shares: Option<u64>,
+    /// Chooses the generated IDs (account IDs 88<seed:6 digits><index:10 digits>, image IDs
+    /// m-gen<seed:6><index:16>); another catalog in the same store needs another seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -490,6 +516,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Snapshot(SnapshotCommand::List) => {
             Value::Array(store.sources().await?.1.iter().map(snapshot_json).collect())
         }
+        AdminCommand::Generate(shape) => {
+            generate_command(store, &args.data_dir, &master_key, shape, now).await?
+        }
     };
     crate::print_json(&output)
 }
@@ -665,4 +694,81 @@ async fn audit_command(store: &dyn Store, filters: AuditArgs) -> anyhow::Result<
             })
             .collect(),
     ))
+}
+
+/// `admin generate`: sets the store up as `serve` does when it is new (the built-in catalog
+/// and the owner account; nothing changes in a store that has them), generates the catalog,
+/// and gives the heavy and the first ordinary account an owner AccessKey each.
+async fn generate_command(
+    store: &dyn Store,
+    data_dir: &Path,
+    master_key: &MasterKey,
+    shape: GenerateArgs,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    setup::load_catalog(store, None).await?;
+    setup::ensure_owner_account(store, data_dir, master_key).await?;
+    let spec = GenerateSpec {
+        images: shape.images,
+        accounts: shape.accounts,
+        heavy_images: shape.heavy_images,
+        shares: shape.shares.unwrap_or(shape.images / 100),
+        seed: shape.seed,
+        now,
+    };
+    spec.validate().context("cannot generate this catalog")?;
+    let started = std::time::Instant::now();
+    let made = store
+        .generate_catalog(&spec)
+        .await
+        .context("catalog generation failed (nothing was written)")?;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let heavy = sample_json(store, master_key, &made.heavy, now).await?;
+    let ordinary = match &made.ordinary {
+        Some(sample) => sample_json(store, master_key, sample, now).await?,
+        None => Value::Null,
+    };
+    let node = made
+        .ordinary
+        .as_ref()
+        .and_then(|sample| sample.image_node.as_ref())
+        .map(NodeId::as_str);
+    Ok(json!({
+        "images": spec.images,
+        "accounts": spec.accounts,
+        "heavy_images": spec.heavy_images,
+        "shares": spec.shares,
+        "seed": spec.seed,
+        "elapsed_ms": elapsed_ms,
+        "heavy": heavy,
+        "ordinary": ordinary,
+        "node": node,
+    }))
+}
+
+/// A generated account with a new owner AccessKey, as the benchmark reads it.
+async fn sample_json(
+    store: &dyn Store,
+    master_key: &MasterKey,
+    sample: &GeneratedAccount,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Value> {
+    let owner = Principal {
+        account: sample.account.clone(),
+        user: None,
+    };
+    let (key, secret) = new_key_pair()?;
+    store
+        .create_access_key(&owner, &key, &master_key.seal(&secret), now)
+        .await?;
+    Ok(json!({
+        "account": sample.account.as_str(),
+        "access_key_id": key.as_str(),
+        "access_key_secret": secret,
+        "instance_id": sample.instance_id,
+        "image_id": sample.image_id.as_ref().map(ImageId::as_str),
+        "image_name": sample.image_name,
+    }))
 }

@@ -15,6 +15,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ens_server::throttle::RateLimit;
 use ens_server::{AppState, ServerConfig, TlsFiles};
 
+/// mimalloc keeps per-thread free lists: a request allocates and frees many small strings,
+/// and the system allocator's shared arenas cost more than the request's own work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A self-hostable implementation of the Alibaba Cloud ENS (2017-11-10) image API.
 #[derive(Parser)]
 #[command(version, about)]
@@ -77,6 +82,11 @@ struct ServeArgs {
     /// Log line format on stderr.
     #[arg(long, env = "ENS_IMAGES_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Also serve `/bench/ceiling?Bytes=N`: a fixed N-byte answer with no signature check
+    /// and no store access, the ceiling the benchmark compares the API with. For benchmarks
+    /// only: it answers anyone.
+    #[arg(long, env = "ENS_IMAGES_BENCH_CEILING")]
+    bench_ceiling: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -167,12 +177,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         image_build_step,
         rate_limit,
+        bench_ceiling: args.bench_ceiling,
         ..ServerConfig::default()
     };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
+    if config.bench_ceiling {
+        tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
+    }
     let state = AppState::new(store, master_key, config);
     ens_server::serve(listener, state, tls, shutdown_signal()).await?;
     tracing::info!("stopped");

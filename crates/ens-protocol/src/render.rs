@@ -129,19 +129,29 @@ pub fn render_error(error: &ApiError, request_id: &str, host_id: &str, format: F
 
 fn write_json_string(out: &mut String, value: &str) {
     out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+    // Copy runs of plain text whole; only the bytes JSON must escape are written one by one.
+    // They are all ASCII, which never occurs inside a multi-byte UTF-8 sequence, so every
+    // cut falls on a character boundary.
+    let mut plain_from = 0;
+    for (index, byte) in value.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(value.get(plain_from..index).unwrap_or_default());
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escaped);
         }
+        plain_from = index + 1;
     }
+    out.push_str(value.get(plain_from..).unwrap_or_default());
     out.push('"');
 }
 
@@ -209,6 +219,17 @@ fn write_xml_element(out: &mut String, name: &str, value: &Value) {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_survives_a_json_round_trip(text in "\\PC*|[\\x00-\\x7f]*") {
+            let mut out = String::new();
+            write_json_string(&mut out, &text);
+            let parsed: String = serde_json::from_str(&out).unwrap();
+            prop_assert_eq!(parsed, text);
+        }
+    }
 
     fn sample() -> Body {
         Body {

@@ -2,9 +2,11 @@
 
 use ens_domain::{AccessKeyId, AccessKeyStatus, Principal};
 use ens_protocol::{ApiError, Credentials, ErrorCode};
+use ens_store::NonceClaim;
 use time::OffsetDateTime;
 
 use crate::error::ServerError;
+use crate::nonces::ClaimError;
 use crate::AppState;
 
 /// The authenticated caller.
@@ -39,13 +41,26 @@ pub async fn authenticate(
     })?;
     credentials.verify(&secret)?;
     credentials.check_clock(now)?;
-    let expires_at = now + state.config.nonce_window;
-    if !state
-        .store
-        .claim_nonce(&key_id, &credentials.nonce, now, expires_at)
-        .await?
-    {
-        return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into());
+    let claim = NonceClaim {
+        key: key_id.clone(),
+        nonce: credentials.nonce.clone(),
+        expires_at: now + state.config.nonce_window,
+    };
+    match state.nonces.claim(claim, now).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into()),
+        Err(
+            error @ ClaimError::Store {
+                unavailable: true, ..
+            },
+        ) => {
+            tracing::warn!(%error, "store unavailable");
+            return Err(ApiError::new(ErrorCode::ServiceUnavailable).into());
+        }
+        Err(error) => {
+            tracing::error!(%error, "store failure");
+            return Err(ApiError::new(ErrorCode::InternalError).into());
+        }
     }
     Ok(Caller {
         principal: key.principal,

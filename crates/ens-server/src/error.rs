@@ -40,7 +40,7 @@ impl ServerError {
         match self {
             Self::Api(error) => error,
             Self::Store(StoreError::Image(error)) => image_error(action, &error),
-            Self::Store(error @ StoreError::Unavailable(_)) => {
+            Self::Store(error) if error.is_unavailable() => {
                 tracing::warn!(request_id, %error, "store unavailable");
                 ApiError::new(ErrorCode::ServiceUnavailable)
             }

@@ -8,7 +8,7 @@ use axum::body::Body as HttpBody;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use ens_policy::ALL_RESOURCES;
 use ens_protocol::render::{render_error, render_success};
@@ -27,12 +27,45 @@ use crate::AppState;
 /// The service's router: the API on `/` (and, for well-formed errors, on every other path),
 /// plus the probes and metrics that load balancers and Prometheus read.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(handle)
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    if state.config.bench_ceiling {
+        router = router.route("/bench/ceiling", any(ceiling));
+    }
+    router.fallback(handle).with_state(state)
+}
+
+/// Largest body `/bench/ceiling` sends.
+const CEILING_MAX_BYTES: usize = 1024 * 1024;
+
+/// The benchmark ceiling: what this server's HTTP stack costs with no parsing, signature,
+/// store or rendering, answering a fixed body of `Bytes` bytes (the size of the API answer
+/// being compared). The body is built once and shared, so the route allocates nothing.
+async fn ceiling(request: Request) -> Response {
+    static FILLER: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let filler = FILLER.get_or_init(|| bytes::Bytes::from(vec![b' '; CEILING_MAX_BYTES]));
+    let wanted = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Bytes="))
+        .map_or(Some(4096), |text| text.parse::<usize>().ok());
+    match wanted {
+        Some(length) if (1..=CEILING_MAX_BYTES).contains(&length) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            filler.slice(..length),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            format!("Bytes must be from 1 to {CEILING_MAX_BYTES}"),
+        )
+            .into_response(),
+    }
 }
 
 /// The process is alive and serving.

@@ -10,6 +10,7 @@ mod authz;
 pub mod error;
 mod handler;
 pub mod metrics;
+pub mod nonces;
 mod ops;
 pub mod secrets;
 pub mod throttle;
@@ -45,6 +46,9 @@ pub struct ServerConfig {
     pub image_build_step: Duration,
     /// Per-AccessKey request rate; `None` serves every request.
     pub rate_limit: Option<RateLimit>,
+    /// Serve `/bench/ceiling`, the fixed answer benchmarks compare the API with; off in
+    /// production, as it answers without authentication.
+    pub bench_ceiling: bool,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             nonce_window: Duration::from_secs(30 * 60),
             image_build_step: Duration::from_secs(2),
             rate_limit: None,
+            bench_ceiling: false,
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct AppState {
     pub secure_transport: bool,
     /// Request and store metrics for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Records used SignatureNonces, many requests per store write.
+    pub nonces: Arc<nonces::NonceLedger>,
 }
 
 impl AppState {
@@ -83,6 +90,7 @@ impl AppState {
     #[must_use]
     pub fn new(store: Arc<dyn Store>, master_key: MasterKey, config: ServerConfig) -> Self {
         Self {
+            nonces: Arc::new(nonces::NonceLedger::new(Arc::clone(&store))),
             store,
             throttle: config.rate_limit.map(|limit| Arc::new(Throttle::new(limit))),
             config: Arc::new(config),

@@ -40,7 +40,7 @@ fn master_key() -> MasterKey {
 }
 
 async fn state_at(now: OffsetDateTime) -> AppState {
-    let store = SqliteStore::in_memory().await.unwrap();
+    let store = SqliteStore::temporary().await.unwrap();
     store
         .create_account_with_key(
             &AccountId::parse("AccountId", "1000000000000001").unwrap(),

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// The database refused an operation: a bug or a broken database.
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// The embedded database failed a read.
+    #[error("embedded database error: {0}")]
+    Embedded(rusqlite::Error),
     /// Opening or migrating the database failed.
     #[error("migration failed: {0}")]
     Migration(MigrateError),
@@ -80,6 +83,20 @@ fn is_transient(error: &sqlx::Error) -> bool {
 }
 
 impl StoreError {
+    /// Whether the database is unreachable or busy rather than the request wrong: the
+    /// server answers ServiceUnavailable and the same call can succeed later.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Embedded(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether this is a serialization failure or a deadlock, which the store retries.
     pub(crate) fn is_retryable_conflict(&self) -> bool {
         let error = match self {
@@ -97,6 +114,12 @@ impl From<sqlx::Error> for StoreError {
         } else {
             Self::Database(error)
         }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Embedded(error)
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod common;
 mod error;
+pub mod generate;
 mod postgres;
 mod sqlite;
 
@@ -25,6 +26,7 @@ use ens_domain::{
 use time::OffsetDateTime;
 
 pub use error::{StoreError, StoreResult};
+pub use generate::{GenerateSpec, GeneratedAccount, GeneratedCatalog};
 pub use postgres::{redact_database_url, redact_secrets, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -51,6 +53,18 @@ impl fmt::Debug for StoredAccessKey {
             .field("status", &self.status)
             .finish()
     }
+}
+
+/// One request's use of a SignatureNonce, to be remembered until the request could no
+/// longer pass the clock check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NonceClaim {
+    /// The key that signed: nonces are unique per key.
+    pub key: AccessKeyId,
+    /// The caller's SignatureNonce.
+    pub nonce: String,
+    /// When the record may be forgotten.
+    pub expires_at: OffsetDateTime,
 }
 
 /// An AccessKey as the admin command lists it: never with its secret.
@@ -215,15 +229,12 @@ pub trait Store: Send + Sync + 'static {
     /// Looks up a key by ID, whatever its status.
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>>;
 
-    /// Records that `nonce` was used with `key`, to be remembered until `expires_at`.
-    /// Returns `false` if it was already recorded and has not expired (a replay).
-    async fn claim_nonce(
-        &self,
-        key: &AccessKeyId,
-        nonce: &str,
-        now: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> StoreResult<bool>;
+    /// Records each claimed nonce as used with its key until its `expires_at`, all in one
+    /// round trip: the server gathers the claims of concurrent requests into one call, so
+    /// replay protection costs one write per batch, not one per request. Returns, in order,
+    /// whether each claim won; `false` means the nonce was already recorded and has not
+    /// expired at `now` (a replay). The claims must be distinct.
+    async fn claim_nonces(&self, claims: &[NonceClaim], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
 
     /// Forgets nonces whose replay window has passed; returns how many.
     async fn prune_nonces(&self, now: OffsetDateTime) -> StoreResult<u64>;
@@ -470,4 +481,14 @@ pub trait Store: Send + Sync + 'static {
     /// Only `Available` images are listed. Order: public images first, then the viewer's own
     /// and shared-in images, each group in the order the images entered the store.
     async fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>>;
+
+    /// Fills the store with a large synthetic catalog (accounts, their instances, custom
+    /// images, shares and listings; see [`generate`]) in one transaction, for benchmarks
+    /// that need a realistic store of a million images in a minute rather than hours of
+    /// CreateImage calls. It writes set-based SQL, so it lives beside the backends.
+    ///
+    /// # Errors
+    /// `Invalid` for a shape that cannot be generated or a store without nodes, `Conflict`
+    /// when the seed's accounts exist already.
+    async fn generate_catalog(&self, spec: &GenerateSpec) -> StoreResult<GeneratedCatalog>;
 }

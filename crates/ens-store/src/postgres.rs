@@ -53,13 +53,10 @@ use crate::common::{
     views, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{
-    AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
-    Store, StoreError, StoreResult, StoredAccessKey, StoredPolicy,
+    AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, NonceClaim, RamUser,
+    SelfImageQuery, Store, StoreError, StoreResult, StoredAccessKey, StoredPolicy,
 };
 
-/// How long a request waits for a pooled connection before the store reports itself
-/// unavailable: long enough for a burst, short enough that an unreachable database gives a
-/// quick ServiceUnavailable instead of a hung request.
 /// Numbers the public listing densely per node (0, 1, ...) in listing order; run after a
 /// catalog load, in its transaction (counts are applied at commit, so rows cannot be
 /// numbered as they are appended, as SQLite does).
@@ -69,7 +66,12 @@ const NUMBER_PUBLIC_LISTING: &str = "UPDATE image_listing SET position = numbere
      WHERE image_listing.scope = 'system' AND image_listing.node_id = numbered.node_id \
        AND image_listing.image_seq = numbered.image_seq";
 
+/// How long a request waits for a pooled connection before the store reports itself
+/// unavailable: long enough for a burst, short enough that an unreachable database gives a
+/// quick ServiceUnavailable instead of a hung request.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Nonce claims per INSERT (sent as three arrays).
+const NONCE_CLAIMS_PER_STATEMENT: usize = 512;
 /// How many times a transaction that lost a serialization race or a deadlock is run again.
 const CONFLICT_RETRIES: u32 = 5;
 /// Longest pause between two attempts of [`PostgresStore::connect_with_retry`].
@@ -365,7 +367,9 @@ impl CountChanges {
 }
 
 /// Adds `image_seq` to the listings of `scope` (all nodes and each of `nodes`), counting
-/// the rows added.
+/// the rows added. An account's listings stay numbered densely in image order (migration
+/// 0005): each one is locked through its counter row, in a fixed order, while its position is
+/// taken; the public listing is numbered whole after a catalog load instead.
 async fn add_to_listings(
     conn: &mut PgConnection,
     counts: &mut CountChanges,
@@ -373,13 +377,65 @@ async fn add_to_listings(
     image_seq: i64,
     nodes: &[String],
 ) -> StoreResult<()> {
-    for node in std::iter::once(ALL_NODES).chain(nodes.iter().map(String::as_str)) {
+    let mut sorted: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    for node in std::iter::once(ALL_NODES).chain(sorted) {
+        let position = if scope == SYSTEM_SCOPE {
+            None
+        } else {
+            lock_listing(conn, scope, node).await?;
+            let listed: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM image_listing WHERE scope = $1 AND node_id = $2 AND image_seq = $3)",
+            )
+            .bind(scope)
+            .bind(node)
+            .bind(image_seq)
+            .fetch_one(&mut *conn)
+            .await?;
+            if listed {
+                continue;
+            }
+            let next: Option<i64> = sqlx::query_scalar(
+                "SELECT position FROM image_listing WHERE scope = $1 AND node_id = $2 AND image_seq > $3 \
+                 ORDER BY image_seq LIMIT 1",
+            )
+            .bind(scope)
+            .bind(node)
+            .bind(image_seq)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Some(match next {
+                Some(position) => {
+                    sqlx::query(
+                        "UPDATE image_listing SET position = position + 1 \
+                         WHERE scope = $1 AND node_id = $2 AND image_seq > $3",
+                    )
+                    .bind(scope)
+                    .bind(node)
+                    .bind(image_seq)
+                    .execute(&mut *conn)
+                    .await?;
+                    position
+                }
+                None => {
+                    sqlx::query_scalar(
+                        "SELECT COALESCE(MAX(position) + 1, 0) FROM image_listing WHERE scope = $1 AND node_id = $2",
+                    )
+                    .bind(scope)
+                    .bind(node)
+                    .fetch_one(&mut *conn)
+                    .await?
+                }
+            })
+        };
         let inserted = sqlx::query(
-            "INSERT INTO image_listing (scope, node_id, image_seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO image_listing (scope, node_id, image_seq, position) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(scope)
         .bind(node)
         .bind(image_seq)
+        .bind(position)
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -388,20 +444,60 @@ async fn add_to_listings(
     Ok(())
 }
 
-/// Removes `image_seq` from every listing of `scope`, counting the rows removed.
+/// Holds an account listing's counter row (creating it at zero) until the transaction ends,
+/// so that concurrent writers number that listing one after the other.
+async fn lock_listing(conn: &mut PgConnection, scope: &str, node: &str) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO listing_counts (scope, node_id, count) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(scope)
+    .bind(node)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT 1 FROM listing_counts WHERE scope = $1 AND node_id = $2 FOR UPDATE")
+        .bind(scope)
+        .bind(node)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes `image_seq` from every listing of `scope`, counting the rows removed and closing
+/// the gaps they leave in the numbering.
 async fn remove_from_listings(
     conn: &mut PgConnection,
     counts: &mut CountChanges,
     scope: &str,
     image_seq: i64,
 ) -> StoreResult<()> {
-    let nodes: Vec<String> =
-        sqlx::query_scalar("DELETE FROM image_listing WHERE scope = $1 AND image_seq = $2 RETURNING node_id")
+    let mut nodes: Vec<String> =
+        sqlx::query_scalar("SELECT node_id FROM image_listing WHERE scope = $1 AND image_seq = $2")
             .bind(scope)
             .bind(image_seq)
             .fetch_all(&mut *conn)
             .await?;
+    nodes.sort_unstable();
     for node in nodes {
+        lock_listing(conn, scope, &node).await?;
+        let removed: Option<Option<i64>> = sqlx::query_scalar(
+            "DELETE FROM image_listing WHERE scope = $1 AND node_id = $2 AND image_seq = $3 RETURNING position",
+        )
+        .bind(scope)
+        .bind(&node)
+        .bind(image_seq)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(position) = removed else { continue };
+        if let Some(position) = position {
+            sqlx::query(
+                "UPDATE image_listing SET position = position - 1 WHERE scope = $1 AND node_id = $2 AND position > $3",
+            )
+            .bind(scope)
+            .bind(&node)
+            .bind(position)
+            .execute(&mut *conn)
+            .await?;
+        }
         counts.change(scope, &node, -1);
     }
     Ok(())
@@ -707,15 +803,9 @@ async fn listing_page(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    // The public listing is numbered densely, so any page is one index seek; an account's own
-    // listing is short enough to skip through.
-    let sql = if scope == SYSTEM_SCOPE {
-        "SELECT image_seq FROM image_listing WHERE scope = $1 AND node_id = $2 AND position >= $4 \
-         ORDER BY position LIMIT $3"
-    } else {
-        "SELECT image_seq FROM image_listing WHERE scope = $1 AND node_id = $2 \
-         ORDER BY image_seq LIMIT $3 OFFSET $4"
-    };
+    // Every listing is numbered densely, so any page is one index seek.
+    let sql = "SELECT image_seq FROM image_listing WHERE scope = $1 AND node_id = $2 AND position >= $4 \
+               ORDER BY position LIMIT $3";
     Ok(sqlx::query_scalar(sql)
         .bind(scope)
         .bind(node)
@@ -1243,32 +1333,39 @@ impl Store for PostgresStore {
         }))
     }
 
-    async fn claim_nonce(
-        &self,
-        key: &AccessKeyId,
-        nonce: &str,
-        now: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> StoreResult<bool> {
-        // One statement: a concurrent claim of the same nonce on another replica waits for
-        // this one and then finds a live row. An expired row is taken over; a live one
-        // means replay.
-        let claimed = retrying(move || async move {
-            Ok(sqlx::query(
-                "INSERT INTO signature_nonces (access_key_id, nonce, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (access_key_id, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-                 WHERE signature_nonces.expires_at <= $4",
-            )
-            .bind(key.as_str())
-            .bind(nonce)
-            .bind(expires_at.unix_timestamp())
-            .bind(now.unix_timestamp())
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-        })
-        .await?;
-        Ok(claimed == 1)
+    async fn claim_nonces(&self, claims: &[NonceClaim], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        let mut won = Vec::with_capacity(claims.len());
+        for chunk in claims.chunks(NONCE_CLAIMS_PER_STATEMENT) {
+            let keys: Vec<&str> = chunk.iter().map(|claim| claim.key.as_str()).collect();
+            let nonces: Vec<&str> = chunk.iter().map(|claim| claim.nonce.as_str()).collect();
+            let expiries: Vec<i64> = chunk
+                .iter()
+                .map(|claim| claim.expires_at.unix_timestamp())
+                .collect();
+            // One statement per chunk: a concurrent claim of the same nonce on another
+            // replica waits for this one and then finds a live row. An expired row is taken
+            // over; a live one means replay. RETURNING names the claims that won.
+            let claimed = retrying(|| {
+                let (keys, nonces, expiries) = (&keys, &nonces, &expiries);
+                async move {
+                    Ok(sqlx::query_as::<_, (String, String)>(
+                        "INSERT INTO signature_nonces (access_key_id, nonce, expires_at) \
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
+                         ON CONFLICT (access_key_id, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                         WHERE signature_nonces.expires_at <= $4 RETURNING access_key_id, nonce",
+                    )
+                    .bind(keys)
+                    .bind(nonces)
+                    .bind(expiries)
+                    .bind(now.unix_timestamp())
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+            })
+            .await?;
+            won.extend(crate::common::claim_outcomes(chunk, &claimed));
+        }
+        Ok(won)
     }
 
     async fn prune_nonces(&self, now: OffsetDateTime) -> StoreResult<u64> {
@@ -1969,6 +2066,10 @@ impl Store for PostgresStore {
             total_count,
             request: query.page,
         })
+    }
+
+    async fn generate_catalog(&self, spec: &crate::GenerateSpec) -> StoreResult<crate::GeneratedCatalog> {
+        crate::generate::postgres(&self.pool, spec).await
     }
 }
 

@@ -6,37 +6,112 @@
 //! transaction see the state the write commits on. One process serves a store file at a
 //! time (the admin command may work beside it); several servers must share PostgreSQL.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::str::FromStr;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ens_domain::rules::{ensure_deletable, ensure_owner, ensure_shareable};
 use ens_domain::{
-    AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, ImageId,
-    ImageQuery, ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Principal, RamUserName,
-    Snapshot,
+    AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, Image, ImageError, ImageId, ImageQuery,
+    ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Principal, RamUserName, Snapshot,
 };
 use rand::Rng;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
+mod reads;
+
+use reads::Reader;
+
 use crate::common::{
     account_from, audit_time, corrupt, failure_from, format_time, image_from_row, instance_from_row, millis,
-    new_custom_image_id, node_from, parse_time, principal_from, snapshot_from_row, to_i64, to_u64, views,
-    ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
+    new_custom_image_id, node_from, parse_time, principal_from, snapshot_from_row, to_i64, to_u64, ALL_NODES,
+    IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{
-    AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, RamUser, SelfImageQuery,
-    Store, StoreError, StoreResult, StoredAccessKey, StoredPolicy,
+    AccessKeySummary, AccountSummary, AuditEntry, AuditFilter, ImageShare, NewImage, NonceClaim, RamUser,
+    SelfImageQuery, Store, StoreError, StoreResult, StoredAccessKey, StoredPolicy,
 };
+
+/// The nonce file's schema. It lives outside the migrations: the file holds nothing else,
+/// and losing it only forgets which nonces were used (see [`nonce_file`]).
+const NONCE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS signature_nonces (
+    access_key_id   TEXT NOT NULL,
+    nonce           TEXT NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    PRIMARY KEY (access_key_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS signature_nonces_by_expiry ON signature_nonces (expires_at);";
+
+/// Where the store at `path` keeps used SignatureNonces: `NAME.nonces.db` beside it. Every
+/// signed request records one, and in the main file each of those commits would make every
+/// reader drop its page cache; in a file of their own they leave the catalog's readers, and
+/// the writers of images, alone.
+fn nonce_file(path: &Path) -> PathBuf {
+    let mut name = path.file_stem().map(OsString::from).unwrap_or_default();
+    name.push(".nonces.db");
+    path.with_file_name(name)
+}
+
+/// Opens a WAL-mode pool on `path`, creating the file readable by its owner only.
+async fn connect(path: &Path, connections: u32) -> StoreResult<SqlitePool> {
+    create_private(path)?;
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    Ok(SqlitePoolOptions::new()
+        .max_connections(connections)
+        .connect_with(options)
+        .await?)
+}
+
+/// Moves the nonces a store made before they had their own file (migration 0006 then drops
+/// the old table), so an upgrade does not reopen their replay window.
+async fn adopt_old_nonces(pool: &SqlitePool, nonces: &SqlitePool, path: &Path) -> StoreResult<()> {
+    let old_table: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'signature_nonces'")
+            .fetch_optional(pool)
+            .await?;
+    if old_table.is_none() {
+        return Ok(());
+    }
+    let mut connection = nonces.acquire().await?;
+    sqlx::query("ATTACH DATABASE ? AS old_store")
+        .bind(path.to_string_lossy().into_owned())
+        .execute(&mut *connection)
+        .await?;
+    let copied =
+        sqlx::query("INSERT OR IGNORE INTO signature_nonces SELECT * FROM old_store.signature_nonces")
+            .execute(&mut *connection)
+            .await;
+    sqlx::query("DETACH DATABASE old_store")
+        .execute(&mut *connection)
+        .await?;
+    copied?;
+    Ok(())
+}
+
+/// Nonce claims per INSERT: three bound values each, far below SQLite's variable limit.
+const NONCE_CLAIMS_PER_STATEMENT: usize = 256;
 
 /// A [`Store`] on one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Writes, and the admin work that is not on a request's path.
     pool: SqlitePool,
+    /// The used SignatureNonces, in a file of their own (see [`nonce_file`]).
+    nonces: SqlitePool,
+    /// Reads on a request's path, run inline.
+    reader: Arc<Reader>,
+    /// Holds a [`SqliteStore::temporary`] database's directory until the last clone drops.
+    _scratch: Option<Arc<tempfile::TempDir>>,
 }
 
 impl SqliteStore {
@@ -45,35 +120,35 @@ impl SqliteStore {
     /// # Errors
     /// When the file cannot be opened or a migration fails.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        create_private(path)?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Self::open_with(path, None).await
     }
 
-    /// Opens a private in-memory database, for tests.
+    /// A private database in a temporary directory, removed with the store: for tests.
     ///
     /// # Errors
-    /// When SQLite cannot start or a migration fails.
-    pub async fn in_memory() -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        // One connection: every connection to ":memory:" would be a separate database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+    /// When the directory or the database cannot be created.
+    pub async fn temporary() -> StoreResult<Self> {
+        let scratch = tempfile::Builder::new()
+            .prefix("ens-store-")
+            .tempdir()
+            .map_err(|error| StoreError::Unavailable(sqlx::Error::Io(error)))?;
+        let path = scratch.path().join("store.db");
+        Self::open_with(&path, Some(Arc::new(scratch))).await
+    }
+
+    async fn open_with(path: &Path, scratch: Option<Arc<tempfile::TempDir>>) -> StoreResult<Self> {
+        let pool = connect(path, 8).await?;
+        let nonces_path = nonce_file(path);
+        let nonces = connect(&nonces_path, 1).await?;
+        sqlx::raw_sql(NONCE_SCHEMA).execute(&nonces).await?;
+        adopt_old_nonces(&pool, &nonces, path).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            nonces,
+            reader: Arc::new(Reader::new(path)),
+            _scratch: scratch,
+        })
     }
 
     /// A write transaction holding the write lock from its first statement.
@@ -83,8 +158,9 @@ impl SqliteStore {
 }
 
 /// Adds `image_seq` to the listings of `scope` (all nodes and each of `nodes`) and bumps
-/// their counts. Public images are only added by a catalog load, which starts from empty
-/// listings, so numbering them by the running count keeps their positions dense.
+/// their counts, keeping every listing numbered densely in image order (migration 0005).
+/// New images come last, so adding one costs a seek; an older image shared later moves the
+/// rows after it down by one.
 async fn add_to_listings(
     conn: &mut SqliteConnection,
     scope: &str,
@@ -92,40 +168,83 @@ async fn add_to_listings(
     nodes: &[String],
 ) -> StoreResult<()> {
     for node in std::iter::once(ALL_NODES).chain(nodes.iter().map(String::as_str)) {
-        // Public rows are numbered as they are appended: the position is the count so far.
-        let inserted = sqlx::query(
-            "INSERT INTO image_listing (scope, node_id, image_seq, position) VALUES (?1, ?2, ?3, \
-             CASE WHEN ?1 = 'system' THEN COALESCE((SELECT count FROM listing_counts \
-             WHERE scope = ?1 AND node_id = ?2), 0) END) ON CONFLICT DO NOTHING",
+        let listed: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM image_listing WHERE scope = ? AND node_id = ? AND image_seq = ?",
         )
         .bind(scope)
         .bind(node)
         .bind(image_seq)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "INSERT INTO listing_counts (scope, node_id, count) VALUES (?, ?, ?) \
-             ON CONFLICT (scope, node_id) DO UPDATE SET count = count + excluded.count",
+        .fetch_optional(&mut *conn)
+        .await?;
+        if listed.is_some() {
+            continue;
+        }
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT position FROM image_listing WHERE scope = ? AND node_id = ? AND image_seq > ? \
+             ORDER BY image_seq LIMIT 1",
         )
         .bind(scope)
         .bind(node)
-        .bind(to_i64(inserted, "row count")?)
+        .bind(image_seq)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let position = match next {
+            Some(position) => {
+                sqlx::query(
+                    "UPDATE image_listing SET position = position + 1 \
+                     WHERE scope = ? AND node_id = ? AND image_seq > ?",
+                )
+                .bind(scope)
+                .bind(node)
+                .bind(image_seq)
+                .execute(&mut *conn)
+                .await?;
+                position
+            }
+            None => sqlx::query_scalar(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM image_listing WHERE scope = ? AND node_id = ?",
+            )
+            .bind(scope)
+            .bind(node)
+            .fetch_one(&mut *conn)
+            .await?,
+        };
+        sqlx::query("INSERT INTO image_listing (scope, node_id, image_seq, position) VALUES (?, ?, ?, ?)")
+            .bind(scope)
+            .bind(node)
+            .bind(image_seq)
+            .bind(position)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO listing_counts (scope, node_id, count) VALUES (?, ?, 1) \
+             ON CONFLICT (scope, node_id) DO UPDATE SET count = count + 1",
+        )
+        .bind(scope)
+        .bind(node)
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
 }
 
-/// Removes `image_seq` from every listing of `scope` and lowers their counts.
+/// Removes `image_seq` from every listing of `scope`, lowers their counts and closes the gap
+/// it leaves in their numbering.
 async fn remove_from_listings(conn: &mut SqliteConnection, scope: &str, image_seq: i64) -> StoreResult<()> {
-    let nodes: Vec<String> =
-        sqlx::query_scalar("DELETE FROM image_listing WHERE scope = ? AND image_seq = ? RETURNING node_id")
+    let removed: Vec<(String, i64)> = sqlx::query_as(
+        "DELETE FROM image_listing WHERE scope = ? AND image_seq = ? RETURNING node_id, position",
+    )
+    .bind(scope)
+    .bind(image_seq)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (node, position) in removed {
+        sqlx::query("UPDATE image_listing SET position = position - 1 WHERE scope = ? AND node_id = ? AND position > ?")
             .bind(scope)
-            .bind(image_seq)
-            .fetch_all(&mut *conn)
+            .bind(&node)
+            .bind(position)
+            .execute(&mut *conn)
             .await?;
-    for node in nodes {
         sqlx::query("UPDATE listing_counts SET count = count - 1 WHERE scope = ? AND node_id = ?")
             .bind(scope)
             .bind(node)
@@ -268,61 +387,6 @@ fn create_private(path: &Path) -> StoreResult<()> {
     }
 }
 
-fn placeholders(count: usize) -> String {
-    vec!["?"; count].join(",")
-}
-
-/// Loads full images (nodes and disks included) for `seqs`, in that order.
-async fn load_images(conn: &mut SqliteConnection, seqs: &[i64]) -> StoreResult<Vec<Image>> {
-    if seqs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = placeholders(seqs.len());
-    let mut images: HashMap<i64, Image> = HashMap::with_capacity(seqs.len());
-    let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE seq IN ({marks})");
-    let mut query = sqlx::query(&sql);
-    for seq in seqs {
-        query = query.bind(seq);
-    }
-    for row in query.fetch_all(&mut *conn).await? {
-        let (seq, image) = image_from_row(&row)?;
-        images.insert(seq, image);
-    }
-    let sql =
-        format!("SELECT image_seq, node_id FROM image_nodes WHERE image_seq IN ({marks}) ORDER BY image_seq, position");
-    let mut query = sqlx::query(&sql);
-    for seq in seqs {
-        query = query.bind(seq);
-    }
-    for row in query.fetch_all(&mut *conn).await? {
-        let seq: i64 = row.try_get("image_seq")?;
-        let node: String = row.try_get("node_id")?;
-        if let Some(image) = images.get_mut(&seq) {
-            image.nodes.push(node_from(&node)?);
-        }
-    }
-    let sql = format!(
-        "SELECT image_seq, disk_type, size_gib, format, file_id FROM image_disks \
-         WHERE image_seq IN ({marks}) ORDER BY image_seq, position"
-    );
-    let mut query = sqlx::query(&sql);
-    for seq in seqs {
-        query = query.bind(seq);
-    }
-    for row in query.fetch_all(&mut *conn).await? {
-        let seq: i64 = row.try_get("image_seq")?;
-        if let Some(image) = images.get_mut(&seq) {
-            image.disk_device_mappings.push(DiskDeviceMapping {
-                disk_type: row.try_get("disk_type")?,
-                size_gib: to_u64(row.try_get("size_gib")?, "disk size")?,
-                format: row.try_get("format")?,
-                image_id: row.try_get("file_id")?,
-            });
-        }
-    }
-    Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
-}
-
 /// Fails with `NotFound` naming `what` unless the row exists.
 async fn require_row(conn: &mut SqliteConnection, sql: &str, key: &str, what: &str) -> StoreResult<()> {
     let found: Option<i64> = sqlx::query_scalar(sql)
@@ -335,144 +399,6 @@ async fn require_row(conn: &mut SqliteConnection, sql: &str, key: &str, what: &s
     Ok(())
 }
 
-impl SqliteStore {
-    async fn listing_count(&self, conn: &mut SqliteConnection, scope: &str, node: &str) -> StoreResult<u64> {
-        let count: Option<i64> =
-            sqlx::query_scalar("SELECT count FROM listing_counts WHERE scope = ? AND node_id = ?")
-                .bind(scope)
-                .bind(node)
-                .fetch_optional(&mut *conn)
-                .await?;
-        to_u64(count.unwrap_or(0), "listing count")
-    }
-
-    async fn listing_page(
-        &self,
-        conn: &mut SqliteConnection,
-        scope: &str,
-        node: &str,
-        offset: u64,
-        limit: u64,
-    ) -> StoreResult<Vec<i64>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // The public listing is numbered densely, so any page is one index seek; an account's
-        // own listing is short enough to skip through.
-        let sql = if scope == SYSTEM_SCOPE {
-            "SELECT image_seq FROM image_listing WHERE scope = ? AND node_id = ? AND position >= ? \
-             ORDER BY position LIMIT ?"
-        } else {
-            "SELECT image_seq FROM image_listing WHERE scope = ? AND node_id = ? \
-             ORDER BY image_seq LIMIT ? OFFSET ?"
-        };
-        let query = sqlx::query_scalar(sql).bind(scope).bind(node);
-        let query = if scope == SYSTEM_SCOPE {
-            query
-                .bind(to_i64(offset, "offset")?)
-                .bind(to_i64(limit, "limit")?)
-        } else {
-            query
-                .bind(to_i64(limit, "limit")?)
-                .bind(to_i64(offset, "offset")?)
-        };
-        Ok(query.fetch_all(&mut *conn).await?)
-    }
-
-    /// Listing path: no filter but (maybe) the node; cost is independent of catalog size.
-    async fn page_from_listings(
-        &self,
-        conn: &mut SqliteConnection,
-        query: &ImageQuery,
-        node: &str,
-    ) -> StoreResult<(Vec<i64>, u64)> {
-        let viewer = query.viewer.as_str();
-        let system_total = self.listing_count(conn, SYSTEM_SCOPE, node).await?;
-        let own_total = self.listing_count(conn, viewer, node).await?;
-        let (offset, limit) = (query.page.offset(), query.page.limit());
-        let mut seqs = Vec::new();
-        if offset < system_total {
-            seqs = self.listing_page(conn, SYSTEM_SCOPE, node, offset, limit).await?;
-            let remaining = limit.saturating_sub(seqs.len() as u64);
-            seqs.extend(self.listing_page(conn, viewer, node, 0, remaining).await?);
-        } else if offset - system_total < own_total {
-            seqs = self
-                .listing_page(conn, viewer, node, offset - system_total, limit)
-                .await?;
-        }
-        Ok((seqs, system_total + own_total))
-    }
-
-    /// Filter path: an exact ID, name or snapshot narrows the candidates through an index,
-    /// so the cost grows with the matches, not with the catalog.
-    async fn page_from_filters(
-        &self,
-        conn: &mut SqliteConnection,
-        query: &ImageQuery,
-    ) -> StoreResult<(Vec<i64>, u64)> {
-        let viewer = query.viewer.as_str();
-        let mut conditions = vec![
-            "i.status = 'Available'",
-            "(i.owner_id IS NULL OR i.owner_id = ? OR EXISTS (SELECT 1 FROM image_shares s \
-             WHERE s.image_seq = i.seq AND s.account_id = ?))",
-        ];
-        let mut values = vec![viewer, viewer];
-        if let Some(id) = &query.image_id {
-            conditions.push("i.id = ?");
-            values.push(id.as_str());
-        }
-        if let Some(name) = &query.image_name {
-            conditions.push("i.name = ?");
-            values.push(name);
-        }
-        if let Some(snapshot) = &query.snapshot_id {
-            conditions.push("i.snapshot_id = ?");
-            values.push(snapshot);
-        }
-        if let Some(node) = &query.node {
-            conditions
-                .push("EXISTS (SELECT 1 FROM image_nodes n WHERE n.image_seq = i.seq AND n.node_id = ?)");
-            values.push(node.as_str());
-        }
-        let filter = conditions.join(" AND ");
-        paged_seqs(
-            conn,
-            &format!("FROM images i WHERE {filter}"),
-            "(i.owner_id IS NOT NULL), i.seq",
-            &values,
-            query.page,
-        )
-        .await
-    }
-}
-
-/// Runs `SELECT COUNT(*) {from}` and `SELECT i.seq {from} ORDER BY {order}` for one page.
-async fn paged_seqs(
-    conn: &mut SqliteConnection,
-    from: &str,
-    order: &str,
-    values: &[&str],
-    page: PageRequest,
-) -> StoreResult<(Vec<i64>, u64)> {
-    let count_sql = format!("SELECT COUNT(*) {from}");
-    let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-    for value in values {
-        count = count.bind(*value);
-    }
-    let total = count.fetch_one(&mut *conn).await?;
-    let page_sql = format!("SELECT i.seq {from} ORDER BY {order} LIMIT ? OFFSET ?");
-    let mut rows = sqlx::query_scalar::<_, i64>(&page_sql);
-    for value in values {
-        rows = rows.bind(*value);
-    }
-    let seqs = rows
-        .bind(to_i64(page.limit(), "limit")?)
-        .bind(to_i64(page.offset(), "offset")?)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok((seqs, to_u64(total, "count")?))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn pool_stats(&self) -> Option<crate::PoolStats> {
@@ -483,47 +409,37 @@ impl Store for SqliteStore {
     }
 
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>> {
-        let row = sqlx::query("SELECT account_id, user_name, secret, status FROM access_keys WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: String = row.try_get("status")?;
-        Ok(Some(StoredAccessKey {
-            id: id.clone(),
-            principal: principal_from(&row)?,
-            secret: row.try_get("secret")?,
-            status: AccessKeyStatus::from_stored(&status),
-        }))
+        self.reader.access_key(id)
     }
 
-    async fn claim_nonce(
-        &self,
-        key: &AccessKeyId,
-        nonce: &str,
-        now: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> StoreResult<bool> {
-        // An expired row for the same nonce is taken over; a live one means replay.
-        let claimed = sqlx::query(
-            "INSERT INTO signature_nonces (access_key_id, nonce, expires_at) VALUES (?, ?, ?) \
-             ON CONFLICT (access_key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE signature_nonces.expires_at <= ?",
-        )
-        .bind(key.as_str())
-        .bind(nonce)
-        .bind(expires_at.unix_timestamp())
-        .bind(now.unix_timestamp())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(claimed == 1)
+    async fn claim_nonces(&self, claims: &[NonceClaim], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        let mut won = Vec::with_capacity(claims.len());
+        for chunk in claims.chunks(NONCE_CLAIMS_PER_STATEMENT) {
+            // One statement per chunk: an expired row for the same nonce is taken over, a
+            // live one means replay, and RETURNING names the claims that won.
+            let sql = format!(
+                "INSERT INTO signature_nonces (access_key_id, nonce, expires_at) VALUES {} \
+                 ON CONFLICT (access_key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE signature_nonces.expires_at <= ? RETURNING access_key_id, nonce",
+                vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+            for claim in chunk {
+                query = query
+                    .bind(claim.key.as_str())
+                    .bind(claim.nonce.as_str())
+                    .bind(claim.expires_at.unix_timestamp());
+            }
+            let claimed = query.bind(now.unix_timestamp()).fetch_all(&self.nonces).await?;
+            won.extend(crate::common::claim_outcomes(chunk, &claimed));
+        }
+        Ok(won)
     }
 
     async fn prune_nonces(&self, now: OffsetDateTime) -> StoreResult<u64> {
         Ok(sqlx::query("DELETE FROM signature_nonces WHERE expires_at <= ?")
             .bind(now.unix_timestamp())
-            .execute(&self.pool)
+            .execute(&self.nonces)
             .await?
             .rows_affected())
     }
@@ -881,15 +797,7 @@ impl Store for SqliteStore {
         account: &AccountId,
         user: &RamUserName,
     ) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT p.document FROM policy_attachments a JOIN policies p \
-             ON p.account_id = a.account_id AND p.name = a.policy_name \
-             WHERE a.account_id = ? AND a.user_name = ? ORDER BY p.name",
-        )
-        .bind(account.as_str())
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?)
+        self.reader.user_policy_documents(account, user)
     }
 
     async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
@@ -1047,11 +955,7 @@ impl Store for SqliteStore {
     }
 
     async fn node_exists(&self, node: &NodeId) -> StoreResult<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE id = ?")
-            .bind(node.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(found.is_some())
+        self.reader.node_exists(node)
     }
 
     async fn add_instance(&self, instance: &Instance) -> StoreResult<()> {
@@ -1257,19 +1161,7 @@ impl Store for SqliteStore {
     }
 
     async fn visible_image(&self, viewer: &AccountId, id: &ImageId) -> StoreResult<Option<ImageView>> {
-        let mut conn = self.pool.acquire().await?;
-        let Some((seq, image)) = image_by_id(&mut conn, id).await? else {
-            return Ok(None);
-        };
-        let visible = match &image.owner {
-            None => true,
-            Some(owner) if owner == viewer => true,
-            Some(_) => is_shared_with(&mut conn, seq, viewer).await?,
-        };
-        if !visible {
-            return Ok(None);
-        }
-        Ok(views(load_images(&mut conn, &[seq]).await?, viewer, None).pop())
+        self.reader.visible_image(viewer, id)
     }
 
     async fn rename_image(&self, owner: &AccountId, id: &ImageId, name: &str) -> StoreResult<()> {
@@ -1418,62 +1310,19 @@ impl Store for SqliteStore {
     }
 
     async fn describe_self_images(&self, query: &SelfImageQuery) -> StoreResult<Page<ImageView>> {
-        let viewer = query.viewer.as_str();
-        let mut conditions = vec![
-            "i.seq IN (SELECT seq FROM images WHERE owner_id = ? \
-             UNION ALL SELECT image_seq FROM image_shares WHERE account_id = ?)",
-        ];
-        let mut values = vec![viewer, viewer];
-        if let Some(id) = &query.image_id_contains {
-            conditions.push("instr(lower(i.id), lower(?)) > 0");
-            values.push(id);
-        }
-        if let Some(name) = &query.image_name_contains {
-            conditions.push("instr(lower(i.name), lower(?)) > 0");
-            values.push(name);
-        }
-        if let Some(snapshot) = &query.snapshot_id {
-            conditions.push("i.snapshot_id = ?");
-            values.push(snapshot);
-        }
-        let from = format!("FROM images i WHERE {}", conditions.join(" AND "));
-        let mut conn = self.pool.acquire().await?;
-        let (seqs, total_count) = paged_seqs(&mut conn, &from, "i.seq", &values, query.page).await?;
-        let images = load_images(&mut conn, &seqs).await?;
-        Ok(Page {
-            items: views(images, &query.viewer, None),
-            total_count,
-            request: query.page,
-        })
+        self.reader.describe_self_images(query)
     }
 
     async fn public_images(&self, os_type: Option<&str>) -> StoreResult<Vec<Image>> {
-        let mut conn = self.pool.acquire().await?;
-        let seqs: Vec<i64> = sqlx::query_scalar(
-            "SELECT seq FROM images WHERE owner_id IS NULL AND (? IS NULL OR lower(os_type) = lower(?)) ORDER BY seq",
-        )
-        .bind(os_type)
-        .bind(os_type)
-        .fetch_all(&mut *conn)
-        .await?;
-        load_images(&mut conn, &seqs).await
+        self.reader.public_images(os_type)
     }
 
     async fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>> {
-        let mut conn = self.pool.acquire().await?;
-        let filtered = query.image_id.is_some() || query.image_name.is_some() || query.snapshot_id.is_some();
-        let (seqs, total_count) = if filtered {
-            self.page_from_filters(&mut conn, query).await?
-        } else {
-            let node = query.node.as_ref().map_or(ALL_NODES, NodeId::as_str);
-            self.page_from_listings(&mut conn, query, node).await?
-        };
-        let images = load_images(&mut conn, &seqs).await?;
-        Ok(Page {
-            items: views(images, &query.viewer, query.node.as_ref()),
-            total_count,
-            request: query.page,
-        })
+        self.reader.describe_images(query)
+    }
+
+    async fn generate_catalog(&self, spec: &crate::GenerateSpec) -> StoreResult<crate::GeneratedCatalog> {
+        crate::generate::sqlite(&self.pool, spec).await
     }
 }
 

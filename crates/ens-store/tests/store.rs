@@ -13,7 +13,8 @@ use ens_domain::{
     AccessKeyStatus, BuildFailure, ImageError, ImageStatus, Instance, Principal, RamUserName, Snapshot,
 };
 use ens_store::{
-    AuditEntry, AuditFilter, NewImage, PostgresStore, SelfImageQuery, SqliteStore, Store, StoreError,
+    AuditEntry, AuditFilter, NewImage, NonceClaim, PostgresStore, SelfImageQuery, SqliteStore, Store,
+    StoreError,
 };
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
@@ -303,19 +304,68 @@ async fn replacing_the_catalog_keeps_custom_images(store: &dyn Store) {
     assert!(store.node_exists(&node("cn-dalian-unicom")).await.unwrap());
 }
 
+/// Claims one nonce alone.
+async fn claim(
+    store: &dyn Store,
+    key: &AccessKeyId,
+    nonce: &str,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> bool {
+    let claims = [NonceClaim {
+        key: key.clone(),
+        nonce: nonce.to_owned(),
+        expires_at,
+    }];
+    let won = store.claim_nonces(&claims, now).await.unwrap();
+    assert_eq!(won.len(), 1);
+    won[0]
+}
+
+async fn a_batch_of_nonce_claims_reports_each_claim(store: &dyn Store) {
+    let key = AccessKeyId::parse("AKBATCH").unwrap();
+    let later = NOW + time::Duration::minutes(30);
+    assert!(claim(store, &key, "used", NOW, later).await);
+    let claims: Vec<NonceClaim> = ["fresh-1", "used", "fresh-2"]
+        .iter()
+        .map(|nonce| NonceClaim {
+            key: key.clone(),
+            nonce: (*nonce).to_owned(),
+            expires_at: later,
+        })
+        .collect();
+    assert_eq!(
+        store.claim_nonces(&claims, NOW).await.unwrap(),
+        [true, false, true]
+    );
+    assert_eq!(
+        store.claim_nonces(&claims, NOW).await.unwrap(),
+        [false, false, false]
+    );
+    // More claims than one statement carries.
+    let many: Vec<NonceClaim> = (0..1300)
+        .map(|index| NonceClaim {
+            key: key.clone(),
+            nonce: format!("bulk-{index}"),
+            expires_at: later,
+        })
+        .collect();
+    let won = store.claim_nonces(&many, NOW).await.unwrap();
+    assert_eq!(won.len(), 1300);
+    assert!(won.iter().all(|claimed| *claimed));
+    assert!(!claim(store, &key, "bulk-1299", NOW, later).await);
+}
+
 async fn a_nonce_is_claimed_once_per_window(store: &dyn Store) {
     let key = AccessKeyId::parse("AKALICE").unwrap();
     let later = NOW + time::Duration::minutes(30);
-    assert!(store.claim_nonce(&key, "n1", NOW, later).await.unwrap());
-    assert!(!store.claim_nonce(&key, "n1", NOW, later).await.unwrap());
+    assert!(claim(store, &key, "n1", NOW, later).await);
+    assert!(!claim(store, &key, "n1", NOW, later).await);
     let other = AccessKeyId::parse("AKBOB").unwrap();
-    assert!(store.claim_nonce(&other, "n1", NOW, later).await.unwrap());
+    assert!(claim(store, &other, "n1", NOW, later).await);
     // After the window the nonce may be used again, and pruning forgets it.
     let after = later + time::Duration::seconds(1);
-    assert!(store
-        .claim_nonce(&key, "n1", after, after + time::Duration::minutes(30))
-        .await
-        .unwrap());
+    assert!(claim(store, &key, "n1", after, after + time::Duration::minutes(30)).await);
     assert_eq!(store.prune_nonces(after).await.unwrap(), 1);
 }
 
@@ -361,7 +411,7 @@ macro_rules! store_suite {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let store = ens_store::SqliteStore::in_memory().await.unwrap();
+                    let store = ens_store::SqliteStore::temporary().await.unwrap();
                     super::$case(&store).await;
                 }
             )*
@@ -907,6 +957,7 @@ store_suite!(
     generated_ids_follow_the_cloud_format_and_unknown_nodes_are_refused,
     replacing_the_catalog_keeps_custom_images,
     a_nonce_is_claimed_once_per_window,
+    a_batch_of_nonce_claims_reports_each_claim,
     access_keys_are_found_with_their_account,
 );
 
@@ -917,6 +968,8 @@ mod postgres_replicas {
 
     use ens_domain::{AccessKeyId, ImageError, ImageStatus};
     use ens_store::{NewImage, PostgresStore, Store, StoreError};
+
+    use super::claim;
     use tokio::sync::Barrier;
     use tokio::task::JoinSet;
 
@@ -939,9 +992,9 @@ mod postgres_replicas {
         let other = database.replica().await;
         let key = AccessKeyId::parse("AKALICE").unwrap();
         let later = NOW + time::Duration::minutes(30);
-        assert!(database.store.claim_nonce(&key, "n1", NOW, later).await.unwrap());
-        assert!(!other.claim_nonce(&key, "n1", NOW, later).await.unwrap());
-        assert!(!database.store.claim_nonce(&key, "n1", NOW, later).await.unwrap());
+        assert!(claim(&database.store, &key, "n1", NOW, later).await);
+        assert!(!claim(&other, &key, "n1", NOW, later).await);
+        assert!(!claim(&database.store, &key, "n1", NOW, later).await);
         // Claims of one nonce racing through both replicas: exactly one wins.
         for round in 0..20 {
             let nonce = format!("race-{round}");
@@ -956,7 +1009,7 @@ mod postgres_replicas {
                 );
                 tasks.spawn(async move {
                     start.wait().await;
-                    store.claim_nonce(&key, &nonce, NOW, later).await.unwrap()
+                    claim(&store, &key, &nonce, NOW, later).await
                 });
             }
             let mut wins = 0;
