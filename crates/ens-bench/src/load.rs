@@ -1,104 +1,56 @@
-//! The load generator: C workers, each with its own client (so exactly one keep-alive
-//! connection each), sending freshly signed requests back to back.
+//! The load generator: N workers, each with its own client (so exactly one keep-alive
+//! connection each, one request in flight), sending the plan's calls back to back. Every
+//! call is signed afresh by `ens-client` (new nonce, current time), so the server does all
+//! of its work, replay protection included.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use ens_client::Client;
+use tokio::time::Instant;
 
-/// How hard and how long to drive a target.
-#[derive(Debug, Clone, Copy)]
-pub struct Load {
-    /// Concurrent keep-alive connections, one request in flight on each.
-    pub connections: usize,
-    /// Measured time; ignored when `requests` is set.
-    pub duration: Duration,
-    /// Measured request count instead of a duration.
-    pub requests: Option<u64>,
-    /// Unmeasured time first, so connections, caches and the allocator settle.
-    pub warmup: Duration,
-}
+use crate::guard::Shape;
+use crate::scenario::Plan;
+use crate::stats::{error_code, ErrorTally, Histogram, Stats, TIMEOUT, TRANSPORT};
 
-/// What one measured run saw.
-#[derive(Debug, Clone)]
-pub struct Stats {
-    /// Requests answered in the measured window (any status).
-    pub requests: u64,
-    /// The measured window.
-    pub elapsed: Duration,
-    /// Answers with a non-2xx status.
-    pub non_2xx: u64,
-    /// Requests that got no answer (connection errors).
-    pub transport_errors: u64,
-    /// The first transport error, to say what went wrong.
-    pub first_error: Option<String>,
-    /// Latency of every measured answered request, sorted, in microseconds.
-    latencies_us: Vec<u32>,
-}
+/// How long a request may still take after the measured window closed before it is given
+/// up and counted as a [`TIMEOUT`]: this bounds a run against a server that hangs.
+const GRACE: Duration = Duration::from_secs(5);
 
-impl Stats {
-    /// Answered requests per second over the measured window.
-    pub fn throughput(&self) -> f64 {
-        let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            self.requests as f64 / seconds
-        } else {
-            0.0
-        }
-    }
-
-    /// The `q` quantile (0..=1) of latency, nearest-rank.
-    pub fn percentile(&self, q: f64) -> Duration {
-        if self.latencies_us.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = (q * self.latencies_us.len() as f64).ceil() as usize;
-        let index = rank.clamp(1, self.latencies_us.len()) - 1;
-        Duration::from_micros(u64::from(self.latencies_us[index]))
-    }
-
-    /// The slowest measured request.
-    pub fn max(&self) -> Duration {
-        self.latencies_us
-            .last()
-            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us)))
-    }
-}
+/// Pause after a transport error, so a dead server is not hammered in a tight loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(Default)]
 struct WorkerStats {
-    latencies_us: Vec<u32>,
-    non_2xx: u64,
-    transport_errors: u64,
-    first_error: Option<String>,
+    requests: u64,
+    ok: u64,
+    latency: Histogram,
+    errors: ErrorTally,
+    first_transport_error: Option<String>,
     last_finish: Option<Instant>,
 }
 
-/// Drives `action` with `params` through clients made by `make_client`, one per connection.
-pub async fn drive(
+/// Drives `plan` with `shape.concurrency` clients made by `make_client`: warm-up first
+/// (unmeasured), then until `shape.duration` has passed or `shape.requests` were sent,
+/// whichever comes first.
+///
+/// # Errors
+/// When a client cannot be made or a worker dies.
+pub async fn run(
     make_client: &dyn Fn() -> anyhow::Result<Client>,
-    action: &str,
-    params: &[(String, String)],
-    load: Load,
+    plan: Arc<Plan>,
+    shape: Shape,
 ) -> anyhow::Result<Stats> {
-    anyhow::ensure!(load.connections > 0, "--connections must be at least 1");
     let start = Instant::now();
-    let measure_from = start + load.warmup;
-    // In duration mode every request started before `stop` counts; in count mode the shared
-    // budget decides and `stop` is only a guard against a hung target.
-    let stop = match load.requests {
-        Some(_) => measure_from + Duration::from_secs(24 * 3600),
-        None => measure_from + load.duration,
-    };
-    let budget = Arc::new(AtomicU64::new(load.requests.unwrap_or(u64::MAX)));
-    let action: Arc<str> = Arc::from(action);
-    let params: Arc<[(String, String)]> = Arc::from(params);
-    let mut workers = Vec::with_capacity(load.connections);
-    for _ in 0..load.connections {
+    let measure_from = start + shape.warmup;
+    let stop = measure_from + shape.duration;
+    let budget = Arc::new(AtomicU64::new(shape.requests.unwrap_or(u64::MAX)));
+    let mut workers = Vec::with_capacity(shape.concurrency);
+    for _ in 0..shape.concurrency {
         let client = make_client()?;
-        let (action, params, budget) = (Arc::clone(&action), Arc::clone(&params), Arc::clone(&budget));
+        let (plan, budget) = (Arc::clone(&plan), Arc::clone(&budget));
         workers.push(tokio::spawn(async move {
             let mut stats = WorkerStats::default();
             loop {
@@ -114,51 +66,58 @@ pub async fn drive(
                 {
                     break;
                 }
-                let outcome = client.send(&action, &params).await;
+                let call = plan.next_call();
+                let outcome = tokio::time::timeout_at(
+                    stop + GRACE,
+                    client.send_to(call.path, call.action, &call.params),
+                )
+                .await;
                 let finished = Instant::now();
                 if !measured {
+                    if !matches!(outcome, Ok(Ok(_))) {
+                        tokio::time::sleep(ERROR_PAUSE).await;
+                    }
                     continue;
                 }
+                stats.requests += 1;
                 match outcome {
-                    Ok(response) => {
-                        let micros = finished.duration_since(sent).as_micros();
-                        stats.latencies_us.push(u32::try_from(micros).unwrap_or(u32::MAX));
-                        if !response.is_success() {
-                            stats.non_2xx += 1;
-                        }
+                    Ok(Ok(response)) => {
+                        stats.latency.record(finished.duration_since(sent));
                         stats.last_finish = Some(finished);
+                        match error_code(response.status, &response.body) {
+                            None => stats.ok += 1,
+                            Some(code) => stats.errors.record(&code),
+                        }
                     }
-                    Err(error) => {
-                        stats.transport_errors += 1;
-                        stats.first_error.get_or_insert_with(|| error.to_string());
-                        // Do not spin on a dead target.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    Ok(Err(error)) => {
+                        stats.errors.record(TRANSPORT);
+                        stats
+                            .first_transport_error
+                            .get_or_insert_with(|| error.to_string());
+                        tokio::time::sleep(ERROR_PAUSE).await;
+                    }
+                    Err(_) => {
+                        stats.errors.record(TIMEOUT);
+                        break;
                     }
                 }
             }
             stats
         }));
     }
-    let mut latencies_us = Vec::new();
-    let mut non_2xx = 0;
-    let mut transport_errors = 0;
-    let mut first_error = None;
+    let mut total = Stats::default();
     let mut last_finish = measure_from;
     for worker in workers {
         let stats = worker.await.context("a load worker failed")?;
-        latencies_us.extend(stats.latencies_us);
-        non_2xx += stats.non_2xx;
-        transport_errors += stats.transport_errors;
-        first_error = first_error.or(stats.first_error);
+        total.requests += stats.requests;
+        total.ok += stats.ok;
+        total.latency.merge(&stats.latency);
+        total.errors.merge(&stats.errors);
+        if total.first_transport_error.is_none() {
+            total.first_transport_error = stats.first_transport_error;
+        }
         last_finish = last_finish.max(stats.last_finish.unwrap_or(measure_from));
     }
-    latencies_us.sort_unstable();
-    Ok(Stats {
-        requests: latencies_us.len() as u64,
-        elapsed: last_finish.saturating_duration_since(measure_from),
-        non_2xx,
-        transport_errors,
-        first_error,
-        latencies_us,
-    })
+    total.elapsed = last_finish.saturating_duration_since(measure_from);
+    Ok(total)
 }

@@ -1,29 +1,34 @@
-//! `ens-bench`: the ens-images read path against a bare HTTP server on the same machine.
+//! `ens-bench`: measures ens-images against the ceiling of its own HTTP stack.
 //!
-//! The project's rule is that the read path is compared with a bare HTTP server and that its
-//! cost must not grow with the catalog. This binary measures exactly that: the same client
-//! (freshly signed requests over keep-alive connections) drives a canned-answer hyper server,
-//! then ens-images loaded with catalogs of growing size.
+//! `load` drives one scenario against a server that is already running, signing every
+//! request like a real client (fresh nonce, current time: replay protection stays on).
+//! `suite` (the default) regenerates the whole results table: it fills scratch stores with
+//! `ens-images admin generate`, starts `ens-images serve --bench-ceiling` on them, measures
+//! the ceiling route and every scenario, and renders a Markdown report with the project's
+//! targets marked PASS or MISS. Runs are bounded and drive loopback addresses only.
 
-mod bare;
-mod catalog;
+mod guard;
 mod load;
+mod postgres;
+mod report;
+mod scenario;
 mod server;
+mod stats;
+mod suite;
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ens_client::{AccessKeySecret, Client, SignatureVersion};
-use load::{Load, Stats};
-use serde_json::Value;
+use guard::Shape;
+use report::{millis, Table};
+use scenario::{Expect, Fixture, Plan, Scenario};
+use server::{Account, Generated};
 
-/// Measure the ens-images read path (DescribeImages) against a bare HTTP server.
-///
-/// Without a subcommand it runs the whole suite: the bare baseline, then ens-images on
-/// generated catalogs of each `--sizes`, four DescribeImages scenarios each.
+/// Benchmark ens-images: `load` drives a running server, `suite` (the default) regenerates
+/// the whole results table.
 #[derive(Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -35,86 +40,123 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The full suite (the default).
+    /// Generate stores, start servers, measure every scenario, print the report (default).
     Suite(SuiteArgs),
-    /// Only the bare baseline: what the client and HTTP alone reach on this machine.
-    Bare(LoadArgs),
-    /// Drive one call against a server that is already running.
-    Drive(DriveArgs),
+    /// Drive one scenario against a server that is already running on this machine.
+    Load(LoadArgs),
 }
 
+/// How hard and how long each measurement runs.
 #[derive(Args, Clone)]
-struct LoadArgs {
-    /// Concurrent keep-alive connections (one request in flight on each).
-    #[arg(long, short = 'c', default_value_t = 8)]
-    connections: usize,
-    /// Measured seconds per scenario.
-    #[arg(long, short = 'd', default_value_t = 5.0)]
+struct ShapeArgs {
+    /// Concurrent keep-alive connections, one request in flight on each (at most 1024).
+    #[arg(long, short = 'c', default_value_t = 64)]
+    concurrency: usize,
+    /// Measured seconds (at most 600).
+    #[arg(long, short = 'd', default_value_t = 10.0)]
     duration: f64,
-    /// Measure this many requests per scenario instead of a duration.
+    /// Stop after this many measured requests, if that comes before --duration (at most
+    /// 10,000,000).
     #[arg(long, short = 'n')]
     requests: Option<u64>,
-    /// Unmeasured seconds before each measurement.
+    /// Unmeasured seconds before each measurement (at most 60).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Signature version of every request.
+    /// Signature of every request.
     #[arg(long, value_enum, default_value = "v3")]
     signature: Signature,
+}
+
+impl ShapeArgs {
+    fn shape(&self) -> anyhow::Result<Shape> {
+        Shape::new(self.concurrency, self.duration, self.requests, self.warmup)
+    }
 }
 
 #[derive(Args, Clone)]
 struct SuiteArgs {
     #[command(flatten)]
-    load: LoadArgs,
-    /// Catalog sizes K (public images) to load, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    shape: ShapeArgs,
+    /// Catalog sizes K (images) to generate, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,1000000")]
     sizes: Vec<u64>,
+    /// Also measure PostgreSQL: a server (on this machine) where a scratch database is
+    /// created per size through its `postgres` database, and dropped afterwards.
+    #[arg(long, env = "ENS_BENCH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// The ens-images binary (default: next to this one, else target/release/ens-images).
     #[arg(long)]
     server: Option<PathBuf>,
-    /// ENS_IMAGES_LOG for the server (default: its own, `info,sqlx=warn`, one line per request).
+    /// ENS_IMAGES_LOG for the servers (default: theirs, one info line per request).
     #[arg(long)]
     server_log: Option<String>,
-    /// Longest wait for a server to load its catalog and start, in seconds.
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Longest wait for a server to start, and for `admin generate` to finish, in seconds.
     #[arg(long, default_value_t = 1800)]
     start_timeout: u64,
-    /// Keep the scratch directory (catalogs, stores, server logs) and print its path.
+    /// Keep the scratch directory (stores, server and generator logs) and print its path.
     #[arg(long)]
     keep: bool,
 }
 
 #[derive(Args)]
-struct DriveArgs {
+struct LoadArgs {
     #[command(flatten)]
-    load: LoadArgs,
-    /// `http://host:port` of the running server.
+    shape: ShapeArgs,
+    /// `http://host:port` of the running server; must be a loopback address.
     #[arg(long)]
     endpoint: String,
-    /// AccessKey ID to sign with.
+    /// The scenario to run.
+    #[arg(long, value_enum, default_value = "first-page")]
+    scenario: Scenario,
+    /// AccessKey ID to sign with (default: the generated account the scenario uses).
     #[arg(long, env = "ENS_BENCH_ACCESS_KEY_ID")]
-    access_key_id: String,
-    /// Its secret (prefer the environment variable to keep it out of `ps`).
+    access_key_id: Option<String>,
+    /// Its secret (prefer the environment variable, which stays out of `ps`).
     #[arg(long, env = "ENS_BENCH_ACCESS_KEY_SECRET", hide_env_values = true)]
-    access_key_secret: String,
-    /// The action to call.
-    #[arg(long, default_value = "DescribeImages")]
-    action: String,
-    /// A business parameter `Name=Value`; repeatable.
+    access_key_secret: Option<String>,
+    /// The JSON `ens-images admin generate` printed: accounts, keys, images and node to use.
+    #[arg(long)]
+    generated: Option<PathBuf>,
+    /// An image of the account (image-id, and the image the writes rename).
+    #[arg(long)]
+    image_id: Option<String>,
+    /// The exact name of an image of the account (name-filter).
+    #[arg(long)]
+    image_name: Option<String>,
+    /// A node with images of the account (region-filter).
+    #[arg(long)]
+    region: Option<String>,
+    /// An instance of the account (CreateImage in mixed and writes).
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// An extra DescribeImages parameter `Name=Value` for every read; repeatable.
     #[arg(long = "param", short = 'p', value_parser = parse_param)]
     params: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Signature {
+    /// ACS3-HMAC-SHA256 (the Tea SDK's default).
     V3,
+    /// RPC HMAC-SHA1 (the core SDK).
     V1,
 }
 
-impl From<Signature> for SignatureVersion {
-    fn from(value: Signature) -> Self {
-        match value {
-            Signature::V3 => Self::V3,
-            Signature::V1 => Self::V1,
+impl Signature {
+    fn version(self) -> SignatureVersion {
+        match self {
+            Self::V3 => SignatureVersion::V3,
+            Self::V1 => SignatureVersion::V1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::V3 => "V3 (ACS3-HMAC-SHA256)",
+            Self::V1 => "V1 (HMAC-SHA1)",
         }
     }
 }
@@ -125,453 +167,207 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected Name=Value, got {text:?}"))
 }
 
-impl LoadArgs {
-    fn load(&self) -> anyhow::Result<Load> {
-        let seconds = |value: f64, name: &str| {
-            Duration::try_from_secs_f64(value)
-                .with_context(|| format!("--{name} must be a number of seconds"))
-        };
-        Ok(Load {
-            connections: self.connections,
-            duration: seconds(self.duration, "duration")?,
-            requests: self.requests,
-            warmup: seconds(self.warmup, "warmup")?,
-        })
-    }
-}
-
-/// One row of the results table.
-struct Row {
-    scenario: String,
-    catalog: Option<u64>,
-    stats: Stats,
-}
-
-/// One catalog size's start-up cost.
-struct Startup {
-    catalog: u64,
-    catalog_bytes: u64,
-    generate: Duration,
-    startup: Duration,
-    store_bytes: u64,
-    peak_rss_bytes: Option<u64>,
-}
-
-const BENCH_KEY_ID: &str = "ens-bench-owner";
-
-fn bench_client(endpoint: &str, key_id: &str, secret: &str, signature: Signature) -> anyhow::Result<Client> {
+/// A client for `account` on `endpoint`: one per worker, so one connection each.
+fn client(endpoint: &str, account: &Account, signature: Signature) -> anyhow::Result<Client> {
     Client::new(
         endpoint,
-        key_id,
-        AccessKeySecret::new(secret.to_owned()),
-        signature.into(),
+        account.access_key_id.clone(),
+        account.access_key_secret.clone(),
+        signature.version(),
     )
     .context("cannot create the client")
 }
 
-fn describe(row: &Row) -> String {
-    let stats = &row.stats;
-    let mut line = format!(
-        "{:<14} K={:<9} {:>9.0} req/s  p50 {}  p99 {}  max {}  non-2xx {}",
-        row.scenario,
-        row.catalog.map_or_else(|| "-".to_owned(), |k| k.to_string()),
-        stats.throughput(),
-        millis(stats.percentile(0.50)),
-        millis(stats.percentile(0.99)),
-        millis(stats.max()),
-        stats.non_2xx,
-    );
-    if stats.transport_errors > 0 {
-        let _ = write!(
-            line,
-            "  transport errors {} (first: {})",
-            stats.transport_errors,
-            stats.first_error.as_deref().unwrap_or("?")
-        );
-    }
-    line
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn size(bytes: u64) -> String {
-    const MIB: f64 = 1024.0 * 1024.0;
-    if bytes as f64 >= MIB {
-        format!("{:.1} MiB", bytes as f64 / MIB)
-    } else {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
-    }
-}
-
-fn table(rows: &[Row], baseline: f64) -> String {
-    let mut out = String::from(
-        "| scenario | K | requests | req/s | p50 | p90 | p99 | max | non-2xx | req/s vs bare |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for row in rows {
-        let stats = &row.stats;
-        let errors = if stats.transport_errors > 0 {
-            format!("{} (+{} transport)", stats.non_2xx, stats.transport_errors)
-        } else {
-            stats.non_2xx.to_string()
-        };
-        let ratio = if baseline > 0.0 {
-            format!("{:.0}%", 100.0 * stats.throughput() / baseline)
-        } else {
-            "-".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            row.scenario,
-            row.catalog.map_or_else(|| "-".to_owned(), |k| k.to_string()),
-            stats.requests,
-            stats.throughput(),
-            millis(stats.percentile(0.50)),
-            millis(stats.percentile(0.90)),
-            millis(stats.percentile(0.99)),
-            millis(stats.max()),
-            errors,
-            ratio,
-        );
-    }
-    out
-}
-
-fn startup_table(startups: &[Startup]) -> String {
-    let mut out = String::from(
-        "| K | catalog file | generate | server start (catalog load) | store on disk | server peak RSS |\n\
-         |---:|---:|---:|---:|---:|---:|\n",
-    );
-    for startup in startups {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} s | {:.1} s | {} | {} |",
-            startup.catalog,
-            size(startup.catalog_bytes),
-            startup.generate.as_secs_f64(),
-            startup.startup.as_secs_f64(),
-            size(startup.store_bytes),
-            startup.peak_rss_bytes.map_or_else(|| "-".to_owned(), size),
-        );
-    }
-    out
-}
-
-fn directory_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| entry.metadata().ok())
-                .filter(std::fs::Metadata::is_file)
-                .map(|metadata| metadata.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-fn default_server_binary() -> PathBuf {
-    let sibling = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("ens-images")))
-        .filter(|path| path.is_file());
-    sibling.unwrap_or_else(|| PathBuf::from("target/release/ens-images"))
-}
-
-fn machine_notes(load: &Load) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let mode = match load.requests {
-        Some(count) => format!("{count} requests"),
-        None => format!("{:.0} s", load.duration.as_secs_f64()),
-    };
-    format!(
-        "{cores} cores ({cpu}), shared by the load generator and the server; {} keep-alive connections, \
-         {mode} per scenario after {:.1} s warm-up, every request freshly signed",
-        load.connections,
-        load.warmup.as_secs_f64(),
-    )
-}
-
-/// A DescribeImages scenario and the answer it must give.
-struct Scenario {
-    name: &'static str,
-    params: Vec<(String, String)>,
-    total_count: u64,
-    first_image: Option<String>,
-    items: u64,
-}
-
-fn scenarios(count: u64) -> Vec<Scenario> {
-    let page = |number: u64| count.saturating_sub((number - 1) * 10).min(10);
-    let last_page = count.div_ceil(10).max(1);
-    let middle = count / 2;
-    let on_node = catalog::images_on_filter_node(count);
-    vec![
-        Scenario {
-            name: "first page",
-            params: Vec::new(),
-            total_count: count,
-            first_image: (count > 0).then(|| catalog::image_id(0)),
-            items: page(1),
-        },
-        Scenario {
-            name: "node filter",
-            params: vec![("EnsRegionId".into(), catalog::FILTER_NODE.into())],
-            total_count: on_node,
-            first_image: None,
-            items: on_node.min(10),
-        },
-        Scenario {
-            name: "deep page",
-            params: vec![("PageNumber".into(), last_page.to_string())],
-            total_count: count,
-            first_image: (count > 0).then(|| catalog::image_id((last_page - 1) * 10)),
-            items: page(last_page),
-        },
-        Scenario {
-            name: "name filter",
-            params: vec![("ImageName".into(), catalog::image_name(middle))],
-            total_count: u64::from(count > 0),
-            first_image: (count > 0).then(|| catalog::image_id(middle)),
-            items: u64::from(count > 0),
-        },
-    ]
-}
-
-/// Checks one answer before measuring: a fast wrong answer is not a result.
-fn check_answer(scenario: &Scenario, answer: &Value) -> anyhow::Result<()> {
-    let total = answer["TotalCount"].as_u64();
-    let images = answer["Images"]["Image"].as_array().map_or(0, Vec::len) as u64;
-    let first = answer["Images"]["Image"][0]["ImageId"].as_str();
-    if total != Some(scenario.total_count) || images != scenario.items {
-        bail!(
-            "{}: expected TotalCount {} and {} images, got {total:?} and {images}",
-            scenario.name,
-            scenario.total_count,
-            scenario.items
-        );
-    }
-    if let Some(expected) = &scenario.first_image {
-        if first != Some(expected.as_str()) {
-            bail!(
-                "{}: expected first image {expected}, got {first:?}",
-                scenario.name
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The in-process baseline server, started once and reused by every bare run.
-struct Bare {
-    endpoint: String,
-    body_len: usize,
-}
-
-impl Bare {
-    fn start() -> anyhow::Result<Self> {
-        let body = bare::canned_page();
-        let body_len = body.len();
-        // As many workers as ens-images' runtime gets (tokio's default: one per core).
-        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        let address = bare::start(threads, body)?;
-        Ok(Self {
-            endpoint: format!("http://{address}"),
-            body_len,
-        })
-    }
-
-    async fn run(&self, load: Load, signature: Signature) -> anyhow::Result<Row> {
-        let make = || bench_client(&self.endpoint, BENCH_KEY_ID, "bare-server-ignores-it", signature);
-        let stats = load::drive(&make, "DescribeImages", &[], load).await?;
-        let row = Row {
-            scenario: "bare".to_owned(),
-            catalog: None,
-            stats,
-        };
-        eprintln!("{}", describe(&row));
-        Ok(row)
-    }
-}
-
-async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
-    let load = args.load.load()?;
-    let binary = args.server.clone().unwrap_or_else(default_server_binary);
-    if !binary.is_file() {
-        bail!(
-            "ens-images binary not found at {}; build it with `cargo build --release -p ens-images` \
-             or pass --server",
-            binary.display()
-        );
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("ens-bench-")
-        .tempdir()
-        .context("cannot create a scratch directory")?;
-    eprintln!("machine: {}", machine_notes(&load));
-    eprintln!("server: {}", binary.display());
-
-    // The bare baseline runs before the first catalog and after each one: on a shared
-    // machine it drifts, and the spread of these runs says how much to trust small ratios.
-    let mut rows = Vec::new();
-    let bare_server = Bare::start()?;
-    rows.push(bare_server.run(load, args.load.signature).await?);
-
-    let secret = format!("bench-{}", std::process::id());
-    let mut startups = Vec::new();
-    let mut page_bytes = None;
-    for &count in &args.sizes {
-        let catalog_path = scratch.path().join(format!("catalog-{count}.json"));
-        let generating = Instant::now();
-        catalog::write(&catalog_path, count)?;
-        let generate = generating.elapsed();
-        let catalog_bytes = std::fs::metadata(&catalog_path).map_or(0, |m| m.len());
-        eprintln!(
-            "K={count}: catalog of {} written in {:.1} s; starting ens-images ...",
-            size(catalog_bytes),
-            generate.as_secs_f64()
-        );
-        let data_dir = scratch.path().join(format!("data-{count}"));
-        let server = server::Server::start(&server::Launch {
-            binary: &binary,
-            data_dir: &data_dir,
-            catalog: &catalog_path,
-            access_key_id: BENCH_KEY_ID,
-            access_key_secret: &secret,
-            log_filter: args.server_log.as_deref(),
-            timeout: Duration::from_secs(args.start_timeout),
-        })
-        .await?;
-        eprintln!(
-            "K={count}: ready at {} after {:.1} s (log: {})",
-            server.endpoint,
-            server.startup.as_secs_f64(),
-            server.log.display()
-        );
-        let make = || bench_client(&server.endpoint, BENCH_KEY_ID, &secret, args.load.signature);
-        let checker = make()?;
-        for scenario in scenarios(count) {
-            let raw = checker
-                .send("DescribeImages", &scenario.params)
-                .await
-                .with_context(|| format!("{}: no answer", scenario.name))?;
-            if !raw.is_success() {
-                bail!(
-                    "{}: HTTP {}: {}",
-                    scenario.name,
-                    raw.status,
-                    String::from_utf8_lossy(&raw.body)
-                );
-            }
-            let answer: Value = serde_json::from_slice(&raw.body)
-                .with_context(|| format!("{}: the answer is not JSON", scenario.name))?;
-            check_answer(&scenario, &answer).with_context(|| format!("K={count}"))?;
-            if scenario.name == "first page" && page_bytes.is_none() {
-                page_bytes = Some(raw.body.len());
-            }
-            let stats = load::drive(&make, "DescribeImages", &scenario.params, load).await?;
-            let row = Row {
-                scenario: scenario.name.to_owned(),
-                catalog: Some(count),
-                stats,
-            };
-            eprintln!("{}", describe(&row));
-            rows.push(row);
-        }
-        startups.push(Startup {
-            catalog: count,
-            catalog_bytes,
-            generate,
-            startup: server.startup,
-            store_bytes: directory_size(&data_dir),
-            peak_rss_bytes: server.peak_rss_bytes(),
-        });
-        server.stop().await?;
-        // The stores are large; keep only what was asked for.
-        if !args.keep {
-            let _ = std::fs::remove_dir_all(&data_dir);
-            let _ = std::fs::remove_file(&catalog_path);
-        }
-        rows.push(bare_server.run(load, args.load.signature).await?);
-    }
-    let bare: Vec<f64> = rows
-        .iter()
-        .filter(|row| row.catalog.is_none())
-        .map(|row| row.stats.throughput())
-        .collect();
-    let baseline = bare.iter().sum::<f64>() / bare.len().max(1) as f64;
-    let lowest = bare.iter().copied().fold(f64::INFINITY, f64::min);
-    let highest = bare.iter().copied().fold(0.0, f64::max);
-
-    println!("Machine: {}.", machine_notes(&load));
-    println!(
-        "Bare server body: {} bytes; ens-images first page: {} bytes.\n",
-        bare_server.body_len,
-        page_bytes.map_or_else(|| "-".to_owned(), |bytes| bytes.to_string())
-    );
-    println!(
-        "Ratios are against the mean of the {} bare runs: {baseline:.0} req/s (range {lowest:.0}–{highest:.0}).\n",
-        bare.len()
-    );
-    println!("{}", table(&rows, baseline));
-    println!("{}", startup_table(&startups));
-    if args.keep {
-        let kept = scratch.keep();
-        println!("Scratch directory kept: {}", kept.display());
-    }
-    Ok(())
-}
-
-async fn drive_one(args: DriveArgs) -> anyhow::Result<()> {
-    let load = args.load.load()?;
-    let make = || {
-        bench_client(
-            &args.endpoint,
-            &args.access_key_id,
-            &args.access_key_secret,
-            args.load.signature,
-        )
-    };
-    // One checked call first, so a wrong key or parameter fails loudly instead of being
-    // measured as a fast stream of errors.
-    make()?
-        .call(&args.action, &args.params)
+/// The body size of the account's first page: the size the ceiling answers with, so both
+/// move the same bytes.
+async fn first_page_bytes(client: &Client, extra: &[(String, String)]) -> anyhow::Result<usize> {
+    let response = client
+        .send("DescribeImages", extra)
         .await
-        .context("the first call failed")?;
-    let stats = load::drive(&make, &args.action, &args.params, load).await?;
-    println!("Machine: {}.\n", machine_notes(&load));
-    let row = Row {
-        scenario: args.action.clone(),
-        catalog: None,
-        stats,
-    };
-    println!("{}", table(&[row], 0.0));
-    Ok(())
+        .context("the first page got no answer")?;
+    scenario::page_of(&response).context("the first page failed")?;
+    Ok(response.body.len())
 }
 
-async fn bare_only(args: LoadArgs) -> anyhow::Result<()> {
-    let load = args.load()?;
-    let bare_server = Bare::start()?;
-    let row = bare_server.run(load, args.signature).await?;
+/// Checks one answer of `scenario` before it is measured: a read must be right, the
+/// ceiling must answer with its size, writes must be acknowledged.
+async fn check_scenario(
+    client: &Client,
+    scenario: Scenario,
+    plan: &Plan,
+    fixture: &Fixture,
+) -> anyhow::Result<()> {
+    let context = || format!("checking {}", scenario.name());
+    match scenario {
+        Scenario::Ceiling => {
+            let call = plan.next_call();
+            let response = client
+                .send_to(call.path, call.action, &call.params)
+                .await
+                .with_context(context)?;
+            let bytes = plan
+                .ceiling_bytes()
+                .context("the ceiling plan has no body size")?;
+            scenario::check_ceiling(&response, bytes).with_context(context)
+        }
+        Scenario::Mixed | Scenario::Writes => {
+            let writes = Plan::new(Scenario::Writes, fixture, &[], scenario::DEFAULT_CEILING_BYTES)?;
+            for _ in 0..2 {
+                let call = writes.next_call();
+                client
+                    .call(call.action, &call.params)
+                    .await
+                    .with_context(|| format!("{} failed", call.action))
+                    .with_context(context)?;
+            }
+            Ok(())
+        }
+        _ => {
+            let deep_total = if scenario == Scenario::DeepPage {
+                let response = client
+                    .send("DescribeImages", &[("PageSize".to_owned(), "50".to_owned())])
+                    .await
+                    .with_context(context)?;
+                Some(scenario::page_of(&response).with_context(context)?.0)
+            } else {
+                None
+            };
+            let response = client
+                .send("DescribeImages", plan.read_params())
+                .await
+                .with_context(context)?;
+            let expect = Expect::of(scenario, fixture, deep_total);
+            scenario::check_read(plan.read_params(), &response, &expect).with_context(context)
+        }
+    }
+}
+
+/// The cores, CPU model and memory of this machine, for the report.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    let field = |file: &str, name: &str| {
+        std::fs::read_to_string(file).ok().and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with(name))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, value)| value.trim().to_owned())
+        })
+    };
+    let cpu = field("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown CPU".to_owned());
+    let memory = field("/proc/meminfo", "MemTotal")
+        .and_then(|kib| kib.trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or_else(|| "unknown".to_owned(), |kib| report::size(kib * 1024));
+    format!("{cores} cores ({cpu}), {memory} RAM")
+}
+
+/// The account `load` signs with: from the flags, else the generated account the scenario
+/// uses (heavy for deep-page, ordinary otherwise); its fixture from the generated account
+/// with that key, overridden by the flags.
+fn load_account(args: &LoadArgs) -> anyhow::Result<Account> {
+    let generated = args.generated.as_deref().map(Generated::from_file).transpose()?;
+    let by_scenario = generated.as_ref().map(|generated| {
+        if args.scenario.uses_heavy_account() {
+            &generated.heavy
+        } else {
+            &generated.ordinary
+        }
+    });
+    let known = match &args.access_key_id {
+        Some(id) => generated.as_ref().and_then(|generated| {
+            [&generated.heavy, &generated.ordinary]
+                .into_iter()
+                .find(|account| &account.access_key_id == id)
+        }),
+        None => by_scenario,
+    };
+    let access_key_id = args
+        .access_key_id
+        .clone()
+        .or_else(|| known.map(|account| account.access_key_id.clone()))
+        .context("give --access-key-id (or --generated FILE)")?;
+    let access_key_secret = match (&args.access_key_secret, known) {
+        (Some(secret), _) => AccessKeySecret::new(secret.clone()),
+        (None, Some(account)) => account.access_key_secret.clone(),
+        (None, None) => bail!("give the secret in ENS_BENCH_ACCESS_KEY_SECRET or --access-key-secret"),
+    };
+    // Another key's images or instance would only produce errors: the generated values are
+    // used for the generated key they belong to, and nothing else.
+    let mut fixture = known.map(|account| account.fixture.clone()).unwrap_or_default();
+    let flags = [
+        (&mut fixture.image_id, &args.image_id),
+        (&mut fixture.image_name, &args.image_name),
+        (&mut fixture.region, &args.region),
+        (&mut fixture.instance_id, &args.instance_id),
+    ];
+    for (value, flag) in flags {
+        if flag.is_some() {
+            value.clone_from(flag);
+        }
+    }
+    Ok(Account {
+        access_key_id,
+        access_key_secret,
+        fixture,
+    })
+}
+
+async fn load_command(args: LoadArgs) -> anyhow::Result<()> {
+    let shape = args.shape.shape()?;
+    let endpoint = guard::loopback_endpoint(&args.endpoint).await?;
+    let account = load_account(&args)?;
+    let signature = args.shape.signature;
+    let checker = client(&endpoint, &account, signature)?;
+    let ceiling_bytes = if args.scenario == Scenario::Ceiling {
+        first_page_bytes(&checker, &args.params).await?
+    } else {
+        scenario::DEFAULT_CEILING_BYTES
+    };
+    let plan = Arc::new(Plan::new(
+        args.scenario,
+        &account.fixture,
+        &args.params,
+        ceiling_bytes,
+    )?);
+    check_scenario(&checker, args.scenario, &plan, &account.fixture).await?;
+    let make = || client(&endpoint, &account, signature);
+    let stats = load::run(&make, Arc::clone(&plan), shape).await?;
+    eprintln!("{}", report::summary(args.scenario.name(), &stats));
     println!(
-        "Machine: {}.\nBare server body: {} bytes.\n",
-        machine_notes(&load),
-        bare_server.body_len
+        "Machine: {}.\nLoad: {} on {endpoint}, {} connections, measured {:.1} s after {:.1} s \
+         warm-up{}, {} signatures, every request signed afresh.\n",
+        machine(),
+        args.scenario.name(),
+        shape.concurrency,
+        stats.elapsed.as_secs_f64(),
+        shape.warmup.as_secs_f64(),
+        shape
+            .requests
+            .map_or_else(String::new, |count| format!(", at most {count} requests")),
+        signature.name(),
     );
-    let baseline = row.stats.throughput();
-    println!("{}", table(&[row], baseline));
+    let mut table = Table::new(&[
+        "scenario",
+        ">requests",
+        ">req/s",
+        ">2xx/s",
+        ">p50",
+        ">p90",
+        ">p99",
+        ">max",
+        "errors by code",
+    ]);
+    table.push(vec![
+        args.scenario.name().to_owned(),
+        stats.requests.to_string(),
+        format!("{:.0}", stats.throughput()),
+        format!("{:.0}", stats.acknowledged_throughput()),
+        millis(stats.latency.percentile(0.50)),
+        millis(stats.latency.percentile(0.90)),
+        millis(stats.latency.percentile(0.99)),
+        millis(stats.latency.max()),
+        stats.errors.render(),
+    ]);
+    print!("{}", table.render());
     Ok(())
 }
 
@@ -579,10 +375,9 @@ async fn bare_only(args: LoadArgs) -> anyhow::Result<()> {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => suite(cli.suite).await,
-        Some(Command::Suite(args)) => suite(args).await,
-        Some(Command::Bare(args)) => bare_only(args).await,
-        Some(Command::Drive(args)) => drive_one(args).await,
+        None => suite::run(cli.suite).await,
+        Some(Command::Suite(args)) => suite::run(args).await,
+        Some(Command::Load(args)) => load_command(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

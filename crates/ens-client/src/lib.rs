@@ -39,6 +39,9 @@ pub enum ClientError {
     /// The same parameter name was given twice; the server would refuse the request.
     #[error("parameter {0} is given more than once")]
     DuplicateParameter(String),
+    /// A path for [`Client::send_to`] or [`Client::get`] that is not an absolute path.
+    #[error("invalid path {0:?}: expected /path[?query]")]
+    InvalidPath(String),
     /// The clock value could not be written as a timestamp (a year beyond 9999).
     #[error("cannot format the request timestamp: {0}")]
     Timestamp(#[source] time::error::Format),
@@ -260,11 +263,28 @@ impl Client {
     /// # Errors
     /// A request the client refuses to build, or a transport error.
     pub async fn send(&self, action: &str, params: &[(String, String)]) -> Result<RawResponse, ClientError> {
+        self.send_to("/", action, params).await
+    }
+
+    /// Like [`Client::send`], but to `path` (`/path[?query]`) instead of the API root; the
+    /// signed parameters are appended to the path's own query. The signature still covers
+    /// `/`, so only routes that ignore it accept such a request: the benchmark ceiling sends
+    /// the very request the API gets to a route that skips all of the API's work.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidPath`], a request the client refuses to build, or a transport
+    /// error.
+    pub async fn send_to(
+        &self,
+        path: &str,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<RawResponse, ClientError> {
         let nonce = uuid::Uuid::new_v4().to_string();
         let signed = self
             .signer
             .sign(action, params, OffsetDateTime::now_utc(), &nonce)?;
-        self.send_signed(&signed).await
+        self.send_signed_to(path, &signed).await
     }
 
     /// Sends an already signed request (e.g. to replay one on purpose).
@@ -272,16 +292,52 @@ impl Client {
     /// # Errors
     /// A header that cannot go on the wire, or a transport error.
     pub async fn send_signed(&self, signed: &SignedRequest) -> Result<RawResponse, ClientError> {
+        self.send_signed_to("/", signed).await
+    }
+
+    /// Sends an already signed request to `path` (see [`Client::send_to`]).
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidPath`], a header that cannot go on the wire, or a transport
+    /// error.
+    pub async fn send_signed_to(
+        &self,
+        path: &str,
+        signed: &SignedRequest,
+    ) -> Result<RawResponse, ClientError> {
+        check_path(path)?;
+        let separator = if path.contains('?') { '&' } else { '?' };
         let uri = if signed.query.is_empty() {
-            format!("{}://{}/", self.scheme, self.authority)
+            format!("{}://{}{path}", self.scheme, self.authority)
         } else {
-            format!("{}://{}/?{}", self.scheme, self.authority, signed.query)
+            format!(
+                "{}://{}{path}{separator}{}",
+                self.scheme, self.authority, signed.query
+            )
         };
         let mut builder = Request::builder().method(SignedRequest::METHOD).uri(uri);
         for (name, value) in &signed.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let request = builder.body(Full::new(Bytes::new()))?;
+        self.execute(builder.body(Full::new(Bytes::new()))?).await
+    }
+
+    /// An unsigned `GET path`, for the service's probes (`/healthz`, `/readyz`) that tools
+    /// poll to know when a server they started can take calls.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidPath`] or a transport error.
+    pub async fn get(&self, path: &str) -> Result<RawResponse, ClientError> {
+        check_path(path)?;
+        let request = Request::builder()
+            .method("GET")
+            .uri(format!("{}://{}{path}", self.scheme, self.authority))
+            .header("host", self.authority.as_str())
+            .body(Full::new(Bytes::new()))?;
+        self.execute(request).await
+    }
+
+    async fn execute(&self, request: Request<Full<Bytes>>) -> Result<RawResponse, ClientError> {
         let response = self.http.request(request).await?;
         let status = response.status().as_u16();
         let request_id = response
@@ -296,6 +352,19 @@ impl Client {
             request_id,
             body,
         })
+    }
+}
+
+/// An absolute path with an optional query and nothing else (no fragment, no authority).
+fn check_path(path: &str) -> Result<(), ClientError> {
+    let valid = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('#')
+        && path.parse::<http::uri::PathAndQuery>().is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err(ClientError::InvalidPath(path.to_owned()))
     }
 }
 
@@ -346,6 +415,19 @@ mod tests {
         assert!(signed
             .headers
             .contains(&("host".to_owned(), "127.0.0.1:8080".to_owned())));
+    }
+
+    #[test]
+    fn only_absolute_paths_are_accepted() {
+        for good in ["/", "/bench/ceiling", "/bench/ceiling?Bytes=10", "/readyz"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+        for bad in ["", "bench", "//evil.example/x", "/a#b", "/a b", "http://x/"] {
+            assert!(
+                matches!(check_path(bad), Err(ClientError::InvalidPath(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

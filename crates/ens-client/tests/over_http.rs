@@ -31,12 +31,18 @@ const SECRET: &str = "test-secret";
 struct Seen {
     connections: AtomicUsize,
     nonces: Mutex<HashSet<String>>,
+    /// Method, path and query of every request, in arrival order.
+    targets: Mutex<Vec<(String, String, String)>>,
 }
 
 async fn answer(seen: Arc<Seen>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or_default().to_owned();
+    seen.targets
+        .lock()
+        .unwrap()
+        .push((method.clone(), path.clone(), query.clone()));
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
@@ -206,4 +212,50 @@ async fn a_closed_port_is_a_transport_error() {
         .unwrap_err();
     assert!(matches!(error, ClientError::Transport(_)), "{error:?}");
     assert_eq!(error.status(), None);
+}
+
+#[tokio::test]
+async fn send_to_and_get_reach_other_paths_on_the_same_connection() {
+    for version in [SignatureVersion::V3, SignatureVersion::V1] {
+        let (address, seen) = start().await;
+        let client = client(address, SECRET, version);
+        client
+            .send_to("/bench/ceiling?Bytes=10", "DescribeImages", &params())
+            .await
+            .unwrap();
+        client.send_to("/other", "DescribeImages", &[]).await.unwrap();
+        client.get("/readyz").await.unwrap();
+        let targets = seen.targets.lock().unwrap().clone();
+        let [(method, path, query), (_, other_path, other_query), (get, probe, probe_query)] =
+            targets.as_slice()
+        else {
+            panic!("{version:?}: expected three requests, got {targets:?}");
+        };
+        assert_eq!((method.as_str(), path.as_str()), ("POST", "/bench/ceiling"));
+        assert!(query.starts_with("Bytes=10&"), "{version:?}: {query}");
+        assert!(query.contains("ImageName="), "{version:?}: {query}");
+        assert_eq!(other_path, "/other");
+        match version {
+            SignatureVersion::V3 => assert_eq!(other_query, ""),
+            SignatureVersion::V1 => assert!(other_query.starts_with("AccessKeyId="), "{other_query}"),
+        }
+        assert_eq!(
+            (get.as_str(), probe.as_str(), probe_query.as_str()),
+            ("GET", "/readyz", "")
+        );
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1, "{version:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_relative_path_is_refused_before_sending() {
+    let (address, seen) = start().await;
+    let client = client(address, SECRET, SignatureVersion::V3);
+    let error = client.send_to("bench", "DescribeImages", &[]).await.unwrap_err();
+    assert!(matches!(error, ClientError::InvalidPath(_)), "{error:?}");
+    assert!(matches!(
+        client.get("//elsewhere/").await.unwrap_err(),
+        ClientError::InvalidPath(_)
+    ));
+    assert!(seen.targets.lock().unwrap().is_empty());
 }
