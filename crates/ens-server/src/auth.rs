@@ -5,8 +5,8 @@ use ens_protocol::{ApiError, Credentials, ErrorCode};
 use ens_store::NonceClaim;
 use time::OffsetDateTime;
 
+use crate::batch::BatchError;
 use crate::error::ServerError;
-use crate::nonces::ClaimError;
 use crate::AppState;
 
 /// The authenticated caller.
@@ -50,7 +50,7 @@ pub async fn authenticate(
         Ok(true) => {}
         Ok(false) => return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into()),
         Err(
-            error @ ClaimError::Store {
+            error @ BatchError::Store {
                 unavailable: true, ..
             },
         ) => {

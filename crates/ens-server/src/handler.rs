@@ -329,7 +329,7 @@ async fn audit(
         source_ip: source_ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
         outcome,
     };
-    if let Err(error) = state.store.record_audit(&entry).await {
+    if let Err(error) = state.audit.record(entry).await {
         tracing::error!(request_id, %error, "audit record lost");
     }
 }

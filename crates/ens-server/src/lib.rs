@@ -5,8 +5,10 @@
 //! and render the result or the error in the caller's format. Errors of every layer meet in
 //! [`error::ServerError`], which maps them to the wire once.
 
+mod audit;
 mod auth;
 mod authz;
+pub mod batch;
 pub mod error;
 mod handler;
 pub mod metrics;
@@ -83,6 +85,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Records used SignatureNonces, many requests per store write.
     pub nonces: Arc<nonces::NonceLedger>,
+    /// Records audit entries, many requests per store write.
+    pub audit: Arc<audit::AuditLog>,
 }
 
 impl AppState {
@@ -91,6 +95,7 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, master_key: MasterKey, config: ServerConfig) -> Self {
         Self {
             nonces: Arc::new(nonces::NonceLedger::new(Arc::clone(&store))),
+            audit: Arc::new(audit::AuditLog::new(Arc::clone(&store))),
             store,
             throttle: config.rate_limit.map(|limit| Arc::new(Throttle::new(limit))),
             config: Arc::new(config),

@@ -395,8 +395,9 @@ pub trait Store: Send + Sync + 'static {
         user: &RamUserName,
     ) -> StoreResult<Vec<String>>;
 
-    /// Appends an audit record.
-    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Appends audit entries, all in one write: the server gathers the entries of
+    /// concurrent requests into one call.
+    async fn record_audits(&self, entries: &[AuditEntry]) -> StoreResult<()>;
 
     /// Audit records matching the filter, newest first.
     async fn audit_entries(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;

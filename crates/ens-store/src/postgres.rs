@@ -70,6 +70,8 @@ const NUMBER_PUBLIC_LISTING: &str = "UPDATE image_listing SET position = numbere
 /// unavailable: long enough for a burst, short enough that an unreachable database gives a
 /// quick ServiceUnavailable instead of a hung request.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Audit entries per INSERT: nine bound values each.
+const AUDIT_ENTRIES_PER_STATEMENT: usize = 100;
 /// Nonce claims per INSERT (sent as three arrays).
 const NONCE_CLAIMS_PER_STATEMENT: usize = 512;
 /// How many times a transaction that lost a serialization race or a deadlock is run again.
@@ -1731,22 +1733,29 @@ impl Store for PostgresStore {
         .await?)
     }
 
-    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
-             source_ip, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(audit_time(entry.at)?)
-        .bind(&entry.request_id)
-        .bind(entry.account.as_ref().map(AccountId::as_str))
-        .bind(entry.user.as_ref().map(RamUserName::as_str))
-        .bind(entry.access_key_id.as_deref())
-        .bind(&entry.action)
-        .bind(&entry.resource)
-        .bind(&entry.source_ip)
-        .bind(&entry.outcome)
-        .execute(&self.pool)
-        .await?;
+    async fn record_audits(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        for chunk in entries.chunks(AUDIT_ENTRIES_PER_STATEMENT) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                rows.push((audit_time(entry.at)?, entry));
+            }
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
+                 source_ip, outcome) ",
+            );
+            insert.push_values(&rows, |mut row, (at, entry)| {
+                row.push_bind(at)
+                    .push_bind(&entry.request_id)
+                    .push_bind(entry.account.as_ref().map(AccountId::as_str))
+                    .push_bind(entry.user.as_ref().map(RamUserName::as_str))
+                    .push_bind(entry.access_key_id.as_deref())
+                    .push_bind(&entry.action)
+                    .push_bind(&entry.resource)
+                    .push_bind(&entry.source_ip)
+                    .push_bind(&entry.outcome);
+            });
+            insert.build().execute(&self.pool).await?;
+        }
         Ok(())
     }
 

@@ -98,6 +98,8 @@ async fn adopt_old_nonces(pool: &SqlitePool, nonces: &SqlitePool, path: &Path) -
     Ok(())
 }
 
+/// Audit entries per INSERT: nine bound values each.
+const AUDIT_ENTRIES_PER_STATEMENT: usize = 100;
 /// Nonce claims per INSERT: three bound values each, far below SQLite's variable limit.
 const NONCE_CLAIMS_PER_STATEMENT: usize = 256;
 
@@ -800,22 +802,29 @@ impl Store for SqliteStore {
         self.reader.user_policy_documents(account, user)
     }
 
-    async fn record_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
-             source_ip, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(audit_time(entry.at)?)
-        .bind(&entry.request_id)
-        .bind(entry.account.as_ref().map(AccountId::as_str))
-        .bind(entry.user.as_ref().map(RamUserName::as_str))
-        .bind(entry.access_key_id.as_deref())
-        .bind(&entry.action)
-        .bind(&entry.resource)
-        .bind(&entry.source_ip)
-        .bind(&entry.outcome)
-        .execute(&self.pool)
-        .await?;
+    async fn record_audits(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        for chunk in entries.chunks(AUDIT_ENTRIES_PER_STATEMENT) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                rows.push((audit_time(entry.at)?, entry));
+            }
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
+                 source_ip, outcome) ",
+            );
+            insert.push_values(&rows, |mut row, (at, entry)| {
+                row.push_bind(at)
+                    .push_bind(&entry.request_id)
+                    .push_bind(entry.account.as_ref().map(AccountId::as_str))
+                    .push_bind(entry.user.as_ref().map(RamUserName::as_str))
+                    .push_bind(entry.access_key_id.as_deref())
+                    .push_bind(&entry.action)
+                    .push_bind(&entry.resource)
+                    .push_bind(&entry.source_ip)
+                    .push_bind(&entry.outcome);
+            });
+            insert.build().execute(&self.pool).await?;
+        }
         Ok(())
     }
 

@@ -878,29 +878,27 @@ async fn ram_users_keys_and_policies_live_and_die_together(store: &dyn Store) {
 
 async fn audit_records_are_filtered_newest_first(store: &dyn Store) {
     let (alice, bob) = seeded(store).await;
-    for (index, (who, action, outcome)) in [
+    let entries: Vec<AuditEntry> = [
         (&alice, "CreateImage", "Success"),
         (&bob, "DeleteImage", "NoPermission"),
         (&alice, "DeleteImage", "Success"),
     ]
     .into_iter()
     .enumerate()
-    {
-        store
-            .record_audit(&AuditEntry {
-                at: NOW + time::Duration::seconds(i64::try_from(index).unwrap()),
-                request_id: format!("R{index}"),
-                account: Some(who.clone()),
-                user: None,
-                access_key_id: Some("AK".into()),
-                action: action.into(),
-                resource: "*".into(),
-                source_ip: "127.0.0.1".into(),
-                outcome: outcome.into(),
-            })
-            .await
-            .unwrap();
-    }
+    .map(|(index, (who, action, outcome))| AuditEntry {
+        at: NOW + time::Duration::seconds(i64::try_from(index).unwrap()),
+        request_id: format!("R{index}"),
+        account: Some(who.clone()),
+        user: None,
+        access_key_id: Some("AK".into()),
+        action: action.into(),
+        resource: "*".into(),
+        source_ip: "127.0.0.1".into(),
+        outcome: outcome.into(),
+    })
+    .collect();
+    // One call carries all of them, as the server's group commit sends them.
+    store.record_audits(&entries).await.unwrap();
     let all = store
         .audit_entries(&AuditFilter {
             limit: 10,
