@@ -85,18 +85,6 @@ pub(crate) fn user_from(value: &str) -> StoreResult<RamUserName> {
     RamUserName::parse("user_name", value).map_err(corrupt)
 }
 
-/// Whether each of `claims` won, given the `(key, nonce)` pairs the INSERT returned.
-pub(crate) fn claim_outcomes(claims: &[crate::NonceClaim], claimed: &[(String, String)]) -> Vec<bool> {
-    let won: std::collections::HashSet<(&str, &str)> = claimed
-        .iter()
-        .map(|(key, nonce)| (key.as_str(), nonce.as_str()))
-        .collect();
-    claims
-        .iter()
-        .map(|claim| won.contains(&(claim.key.as_str(), claim.nonce.as_str())))
-        .collect()
-}
-
 /// Typed reads of one result row by column name, for conversions shared by both backends.
 pub(crate) trait Columns {
     /// A non-null text column.

@@ -505,6 +505,18 @@ async fn remove_from_listings(
     Ok(())
 }
 
+/// Whether each of `claims` won, given the `(key, nonce)` pairs the INSERT returned.
+pub(crate) fn claim_outcomes(claims: &[NonceClaim], claimed: &[(String, String)]) -> Vec<bool> {
+    let won: std::collections::HashSet<(&str, &str)> = claimed
+        .iter()
+        .map(|(key, nonce)| (key.as_str(), nonce.as_str()))
+        .collect();
+    claims
+        .iter()
+        .map(|claim| won.contains(&(claim.key.as_str(), claim.nonce.as_str())))
+        .collect()
+}
+
 async fn image_nodes(conn: &mut PgConnection, seq: i64) -> StoreResult<Vec<String>> {
     Ok(
         sqlx::query_scalar("SELECT node_id FROM image_nodes WHERE image_seq = $1 ORDER BY position")
@@ -1365,7 +1377,7 @@ impl Store for PostgresStore {
                 }
             })
             .await?;
-            won.extend(crate::common::claim_outcomes(chunk, &claimed));
+            won.extend(claim_outcomes(chunk, &claimed));
         }
         Ok(won)
     }

@@ -6,6 +6,7 @@
 //! transaction see the state the write commits on. One process serves a store file at a
 //! time (the admin command may work beside it); several servers must share PostgreSQL.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use ens_domain::{
     ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, Principal, RamUserName, Snapshot,
 };
 use rand::Rng;
+use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
@@ -37,14 +39,28 @@ use crate::{
 };
 
 /// The nonce file's schema. It lives outside the migrations: the file holds nothing else,
-/// and losing it only forgets which nonces were used (see [`nonce_file`]).
-const NONCE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS signature_nonces (
-    access_key_id   TEXT NOT NULL,
-    nonce           TEXT NOT NULL,
-    expires_at      INTEGER NOT NULL,
-    PRIMARY KEY (access_key_id, nonce)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS signature_nonces_by_expiry ON signature_nonces (expires_at);";
+/// and losing it only forgets which nonces were used (see [`nonce_file`]). A nonce is kept as
+/// the 64-bit [`nonce_digest`] of its key and value: random keys of 16 bytes instead of ~60
+/// keep the tree small, and expiries grow with time, so their index is appended to.
+const NONCE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS used_nonces (
+    digest      INTEGER PRIMARY KEY,
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS used_nonces_by_expiry ON used_nonces (expires_at);";
+
+/// A nonce's row key: the first 8 bytes of SHA-256 over the key ID and the nonce. Two
+/// different nonces share a digest with odds of about n / 2^64 (n nonces remembered), and
+/// then the later one is refused as a replay and the client retries with a fresh nonce.
+fn nonce_digest(key: &str, nonce: &str) -> i64 {
+    let mut hasher = Sha256::new();
+    hasher.update(key.as_bytes());
+    hasher.update([0]);
+    hasher.update(nonce.as_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    i64::from_be_bytes(first)
+}
 
 /// Where the store at `path` keeps used SignatureNonces: `NAME.nonces.db` beside it. Every
 /// signed request records one, and in the main file each of those commits would make every
@@ -57,15 +73,21 @@ fn nonce_file(path: &Path) -> PathBuf {
 }
 
 /// Opens a WAL-mode pool on `path`, creating the file readable by its owner only.
-async fn connect(path: &Path, connections: u32) -> StoreResult<SqlitePool> {
+async fn connect(
+    path: &Path,
+    connections: u32,
+    tune: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+) -> StoreResult<SqlitePool> {
     create_private(path)?;
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
+    let options = tune(
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10)),
+    );
     Ok(SqlitePoolOptions::new()
         .max_connections(connections)
         .connect_with(options)
@@ -74,7 +96,7 @@ async fn connect(path: &Path, connections: u32) -> StoreResult<SqlitePool> {
 
 /// Moves the nonces a store made before they had their own file (migration 0006 then drops
 /// the old table), so an upgrade does not reopen their replay window.
-async fn adopt_old_nonces(pool: &SqlitePool, nonces: &SqlitePool, path: &Path) -> StoreResult<()> {
+async fn adopt_old_nonces(pool: &SqlitePool, nonces: &SqlitePool) -> StoreResult<()> {
     let old_table: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'signature_nonces'")
             .fetch_optional(pool)
@@ -82,25 +104,25 @@ async fn adopt_old_nonces(pool: &SqlitePool, nonces: &SqlitePool, path: &Path) -
     if old_table.is_none() {
         return Ok(());
     }
-    let mut connection = nonces.acquire().await?;
-    sqlx::query("ATTACH DATABASE ? AS old_store")
-        .bind(path.to_string_lossy().into_owned())
-        .execute(&mut *connection)
-        .await?;
-    let copied =
-        sqlx::query("INSERT OR IGNORE INTO signature_nonces SELECT * FROM old_store.signature_nonces")
-            .execute(&mut *connection)
-            .await;
-    sqlx::query("DETACH DATABASE old_store")
-        .execute(&mut *connection)
-        .await?;
-    copied?;
+    let old: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT access_key_id, nonce, expires_at FROM signature_nonces")
+            .fetch_all(pool)
+            .await?;
+    let mut transaction = nonces.begin().await?;
+    for chunk in old.chunks(NONCE_CLAIMS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO used_nonces (digest, expires_at) ");
+        insert.push_values(chunk, |mut row, (key, nonce, expires_at)| {
+            row.push_bind(nonce_digest(key, nonce)).push_bind(*expires_at);
+        });
+        insert.build().execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
     Ok(())
 }
 
 /// Audit entries per INSERT: nine bound values each.
 const AUDIT_ENTRIES_PER_STATEMENT: usize = 100;
-/// Nonce claims per INSERT: three bound values each, far below SQLite's variable limit.
+/// Nonce claims per INSERT: two bound values each, far below SQLite's variable limit.
 const NONCE_CLAIMS_PER_STATEMENT: usize = 256;
 
 /// A [`Store`] on one SQLite file.
@@ -139,11 +161,21 @@ impl SqliteStore {
     }
 
     async fn open_with(path: &Path, scratch: Option<Arc<tempfile::TempDir>>) -> StoreResult<Self> {
-        let pool = connect(path, 8).await?;
-        let nonces_path = nonce_file(path);
-        let nonces = connect(&nonces_path, 1).await?;
+        let pool = connect(path, 8, |options| options).await?;
+        let nonces = connect(&nonce_file(path), 1, |options| {
+            // Every signed request adds a random key to this B-tree, so each batch dirties
+            // about one page per nonce: small pages make each of those writes small, the
+            // tree stays in memory, and the WAL grows before it is copied back. Commits survive a crash of the process; a power loss may forget
+            // the last nonces, which only reopens their replay window, so no fsync is paid.
+            options
+                .page_size(1024)
+                .synchronous(SqliteSynchronous::Off)
+                .pragma("cache_size", "-65536")
+                .pragma("wal_autocheckpoint", "16384")
+        })
+        .await?;
         sqlx::raw_sql(NONCE_SCHEMA).execute(&nonces).await?;
-        adopt_old_nonces(&pool, &nonces, path).await?;
+        adopt_old_nonces(&pool, &nonces).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool,
@@ -417,29 +449,37 @@ impl Store for SqliteStore {
     async fn claim_nonces(&self, claims: &[NonceClaim], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
         let mut won = Vec::with_capacity(claims.len());
         for chunk in claims.chunks(NONCE_CLAIMS_PER_STATEMENT) {
+            let digests: Vec<i64> = chunk
+                .iter()
+                .map(|claim| nonce_digest(claim.key.as_str(), &claim.nonce))
+                .collect();
             // One statement per chunk: an expired row for the same nonce is taken over, a
             // live one means replay, and RETURNING names the claims that won.
-            let sql = format!(
-                "INSERT INTO signature_nonces (access_key_id, nonce, expires_at) VALUES {} \
-                 ON CONFLICT (access_key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at \
-                 WHERE signature_nonces.expires_at <= ? RETURNING access_key_id, nonce",
-                vec!["(?, ?, ?)"; chunk.len()].join(", ")
-            );
-            let mut query = sqlx::query_as::<_, (String, String)>(&sql);
-            for claim in chunk {
-                query = query
-                    .bind(claim.key.as_str())
-                    .bind(claim.nonce.as_str())
-                    .bind(claim.expires_at.unix_timestamp());
-            }
-            let claimed = query.bind(now.unix_timestamp()).fetch_all(&self.nonces).await?;
-            won.extend(crate::common::claim_outcomes(chunk, &claimed));
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO used_nonces (digest, expires_at) ");
+            insert.push_values(chunk.iter().zip(&digests), |mut row, (claim, digest)| {
+                row.push_bind(*digest)
+                    .push_bind(claim.expires_at.unix_timestamp());
+            });
+            insert
+                .push(
+                    " ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE used_nonces.expires_at <= ",
+                )
+                .push_bind(now.unix_timestamp())
+                .push(" RETURNING digest");
+            let claimed: HashSet<i64> = insert
+                .build_query_scalar::<i64>()
+                .fetch_all(&self.nonces)
+                .await?
+                .into_iter()
+                .collect();
+            won.extend(digests.iter().map(|digest| claimed.contains(digest)));
         }
         Ok(won)
     }
 
     async fn prune_nonces(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        Ok(sqlx::query("DELETE FROM signature_nonces WHERE expires_at <= ?")
+        Ok(sqlx::query("DELETE FROM used_nonces WHERE expires_at <= ?")
             .bind(now.unix_timestamp())
             .execute(&self.nonces)
             .await?

@@ -217,6 +217,31 @@ impl Reader {
     }
 }
 
+/// A row of `SELECT {IMAGE_COLUMNS}`, read by position: looking a column up by name asks
+/// SQLite for every column's name, which showed in the read path's profile.
+struct ImageRow<'a>(&'a rusqlite::Row<'a>);
+
+impl ImageRow<'_> {
+    fn index(name: &str) -> rusqlite::Result<usize> {
+        IMAGE_COLUMNS
+            .split(", ")
+            .position(|column| column == name)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_owned()))
+    }
+}
+
+impl Columns for ImageRow<'_> {
+    fn text(&self, name: &str) -> StoreResult<String> {
+        Ok(self.0.get(Self::index(name)?)?)
+    }
+    fn maybe_text(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(self.0.get(Self::index(name)?)?)
+    }
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        Ok(self.0.get(Self::index(name)?)?)
+    }
+}
+
 impl Columns for rusqlite::Row<'_> {
     fn text(&self, name: &str) -> StoreResult<String> {
         Ok(self.get(name)?)
@@ -365,7 +390,7 @@ fn load_images(connection: &Connection, seqs: &[i64], nodes: Nodes) -> StoreResu
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = statement.query([&wanted])?;
     while let Some(row) = rows.next()? {
-        let (seq, image) = image_from_row(row)?;
+        let (seq, image) = image_from_row(&ImageRow(row))?;
         images.insert(seq, image);
     }
     let mut statement = connection.prepare_cached(match nodes {
