@@ -202,47 +202,33 @@ async fn add_to_listings(
     nodes: &[String],
 ) -> StoreResult<()> {
     for node in std::iter::once(ALL_NODES).chain(nodes.iter().map(String::as_str)) {
-        let listed: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM image_listing WHERE scope = ? AND node_id = ? AND image_seq = ?",
+        // One look at the listing: is the image in it already, where does the first later
+        // image sit (an older image shared late goes before it), and where does it end.
+        let (listed, later, end): (bool, Option<i64>, i64) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM image_listing WHERE scope = ?1 AND node_id = ?2 AND image_seq = ?3), \
+             (SELECT position FROM image_listing WHERE scope = ?1 AND node_id = ?2 AND image_seq > ?3 \
+              ORDER BY image_seq LIMIT 1), \
+             (SELECT COALESCE(MAX(position) + 1, 0) FROM image_listing WHERE scope = ?1 AND node_id = ?2)",
         )
         .bind(scope)
         .bind(node)
         .bind(image_seq)
-        .fetch_optional(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
-        if listed.is_some() {
+        if listed {
             continue;
         }
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT position FROM image_listing WHERE scope = ? AND node_id = ? AND image_seq > ? \
-             ORDER BY image_seq LIMIT 1",
-        )
-        .bind(scope)
-        .bind(node)
-        .bind(image_seq)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let position = match next {
-            Some(position) => {
-                sqlx::query(
-                    "UPDATE image_listing SET position = position + 1 \
-                     WHERE scope = ? AND node_id = ? AND image_seq > ?",
-                )
-                .bind(scope)
-                .bind(node)
-                .bind(image_seq)
-                .execute(&mut *conn)
-                .await?;
-                position
-            }
-            None => sqlx::query_scalar(
-                "SELECT COALESCE(MAX(position) + 1, 0) FROM image_listing WHERE scope = ? AND node_id = ?",
+        if later.is_some() {
+            sqlx::query(
+                "UPDATE image_listing SET position = position + 1 WHERE scope = ? AND node_id = ? AND image_seq > ?",
             )
             .bind(scope)
             .bind(node)
-            .fetch_one(&mut *conn)
-            .await?,
-        };
+            .bind(image_seq)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let position = later.unwrap_or(end);
         sqlx::query("INSERT INTO image_listing (scope, node_id, image_seq, position) VALUES (?, ?, ?, ?)")
             .bind(scope)
             .bind(node)

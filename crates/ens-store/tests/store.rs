@@ -146,6 +146,56 @@ async fn walking_pages_returns_every_visible_image_once(store: &dyn Store) {
     }
 }
 
+/// Every page of a listing, one image per page: each page is found by its position alone.
+async fn walk_one_by_one(store: &dyn Store, viewer: &AccountId, node: Option<&str>) -> Vec<String> {
+    let mut walked = Vec::new();
+    for number in 1..=20 {
+        let mut single = query(viewer, number, 1);
+        single.node = node.map(self::node);
+        walked.extend(names(&store.describe_images(&single).await.unwrap()));
+    }
+    walked
+}
+
+async fn positions_stay_dense_when_older_images_are_shared_and_images_leave(store: &dyn Store) {
+    let (alice, bob) = seeded(store).await;
+    let public: Vec<String> = (0..7).map(|i| format!("name_sys_{i}")).collect();
+    let with = |own: &[&str]| -> Vec<String> {
+        public
+            .iter()
+            .cloned()
+            .chain(own.iter().map(|name| (*name).to_owned()))
+            .collect()
+    };
+    // bob1 is older than alice2: shared with alice, it goes between her two images.
+    let bob1 = find(store, &bob, "bob1").await;
+    store
+        .modify_image_shares(&bob, &bob1, std::slice::from_ref(&alice), &[], NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        walk_one_by_one(store, &alice, None).await,
+        with(&["alice1", "bob1", "alice2"])
+    );
+    let on_hangzhou = walk_one_by_one(store, &alice, Some("cn-hangzhou-telecom")).await;
+    assert_eq!(on_hangzhou.len(), 7 + 2);
+    assert_eq!(on_hangzhou[7..], ["bob1", "alice2"]);
+    // Leaving the listing closes the gap: by deletion, and by the end of a share.
+    let alice1 = find(store, &alice, "alice1").await;
+    store.delete_image(&alice, &alice1).await.unwrap();
+    assert_eq!(
+        walk_one_by_one(store, &alice, None).await,
+        with(&["bob1", "alice2"])
+    );
+    store
+        .modify_image_shares(&bob, &bob1, &[], std::slice::from_ref(&alice), NOW)
+        .await
+        .unwrap();
+    assert_eq!(walk_one_by_one(store, &alice, None).await, with(&["alice2"]));
+    let page = store.describe_images(&query(&alice, 1, 50)).await.unwrap();
+    assert_eq!(page.total_count, 8);
+}
+
 async fn node_filter_uses_the_node_listing(store: &dyn Store) {
     let (alice, _) = seeded(store).await;
     let mut q = query(&alice, 1, 50);
@@ -949,6 +999,7 @@ store_suite!(
     shares_are_listed_filtered_and_bounded,
     accounts_and_keys_are_listed_without_secrets,
     walking_pages_returns_every_visible_image_once,
+    positions_stay_dense_when_older_images_are_shared_and_images_leave,
     node_filter_uses_the_node_listing,
     owner_alias_and_visibility_follow_the_viewer,
     exact_filters_combine_and_respect_visibility,
