@@ -1081,19 +1081,11 @@ impl Store for SqliteStore {
     }
 
     async fn instance(&self, id: &str) -> StoreResult<Option<Instance>> {
-        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(instance_from_row).transpose()
+        self.reader.instance(id)
     }
 
     async fn snapshot(&self, id: &str) -> StoreResult<Option<Snapshot>> {
-        let row = sqlx::query("SELECT * FROM snapshots WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(snapshot_from_row).transpose()
+        self.reader.snapshot(id)
     }
 
     async fn sources(&self) -> StoreResult<(Vec<Instance>, Vec<Snapshot>)> {

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use ens_domain::{
     AccessKeyId, AccessKeyStatus, AccountId, DiskDeviceMapping, Image, ImageId, ImageQuery, ImageView,
-    NodeId, Page, PageRequest, RamUserName,
+    Instance, NodeId, Page, PageRequest, RamUserName, Snapshot,
 };
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, ToSql};
 
 use crate::common::{
-    image_from_row, node_from, principal_from, to_i64, to_u64, views, Columns, ALL_NODES, IMAGE_COLUMNS,
-    SYSTEM_SCOPE,
+    image_from_row, instance_from_row, node_from, principal_from, snapshot_from_row, to_i64, to_u64, views,
+    Columns, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{SelfImageQuery, StoreResult, StoredAccessKey};
 
@@ -115,6 +115,22 @@ impl Reader {
             Ok(connection
                 .prepare_cached("SELECT 1 FROM nodes WHERE id = ?")?
                 .exists([node.as_str()])?)
+        })
+    }
+
+    pub(super) fn instance(&self, id: &str) -> StoreResult<Option<Instance>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached("SELECT * FROM instances WHERE id = ?")?;
+            let mut rows = statement.query([id])?;
+            rows.next()?.map(instance_from_row).transpose()
+        })
+    }
+
+    pub(super) fn snapshot(&self, id: &str) -> StoreResult<Option<Snapshot>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached("SELECT * FROM snapshots WHERE id = ?")?;
+            let mut rows = statement.query([id])?;
+            rows.next()?.map(snapshot_from_row).transpose()
         })
     }
 
