@@ -241,6 +241,7 @@ impl Run<'_> {
                 &endpoint,
                 &generated.ordinary,
                 Scenario::Ceiling,
+                &[],
                 bytes,
                 signature,
             )
@@ -255,8 +256,13 @@ impl Run<'_> {
             } else {
                 &generated.ordinary
             };
+            let extra = if scenario == Scenario::DeepPage {
+                deep_page_at(generated.heavy_images)
+            } else {
+                Vec::new()
+            };
             let stats = self
-                .scenario(&endpoint, account, scenario, bytes, signature)
+                .scenario(&endpoint, account, scenario, &extra, bytes, signature)
                 .await?;
             report.rows.push(self.row(scenario, stats, ceiling_rate));
         }
@@ -291,10 +297,11 @@ impl Run<'_> {
         endpoint: &str,
         account: &Account,
         scenario: Scenario,
+        extra: &[(String, String)],
         ceiling_bytes: usize,
         signature: Signature,
     ) -> anyhow::Result<Stats> {
-        let plan = Arc::new(Plan::new(scenario, &account.fixture, &[], ceiling_bytes)?);
+        let plan = Arc::new(Plan::new(scenario, &account.fixture, extra, ceiling_bytes)?);
         let checker = client(endpoint, account, signature)?;
         check_scenario(&checker, scenario, &plan, &account.fixture).await?;
         let make = || client(endpoint, account, signature);
@@ -340,9 +347,26 @@ fn default_server_binary() -> PathBuf {
     sibling.unwrap_or_else(|| PathBuf::from("target/release/ens-images"))
 }
 
+/// The page `deep-page` asks the heavy account for: page 2000 of 50 (images 99 951 to 100 000)
+/// when it owns that many, else its deepest full page. A page past the end would come back
+/// empty and cheap, and comparing it with a full one says nothing about the catalog's size.
+fn deep_page_at(heavy_images: u64) -> Vec<(String, String)> {
+    let page = (heavy_images / 50).clamp(1, 2000);
+    vec![("PageNumber".to_owned(), page.to_string())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deep_page_is_page_2000_or_the_deepest_full_one() {
+        let page = |heavy| deep_page_at(heavy)[0].1.clone();
+        assert_eq!(page(100_000), "2000");
+        assert_eq!(page(1_000_000), "2000");
+        assert_eq!(page(100), "2");
+        assert_eq!(page(10), "1");
+    }
 
     #[test]
     fn passwords_in_urls_are_redacted_and_the_rest_kept() {
