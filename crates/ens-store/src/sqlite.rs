@@ -161,7 +161,15 @@ impl SqliteStore {
     }
 
     async fn open_with(path: &Path, scratch: Option<Arc<tempfile::TempDir>>) -> StoreResult<Self> {
-        let pool = connect(path, 8, |options| options).await?;
+        let pool = connect(path, 8, |options| {
+            // Each image write touches a dozen indexes of a catalog that may hold millions of
+            // rows: a larger cache keeps their upper levels in memory, and a larger WAL makes
+            // the checkpoints that copy it back (and stall the writer) rarer.
+            options
+                .pragma("cache_size", "-16384")
+                .pragma("wal_autocheckpoint", "8192")
+        })
+        .await?;
         let nonces = connect(&nonce_file(path), 1, |options| {
             // Every signed request adds a random key to this B-tree, so each batch dirties
             // about one page per nonce: small pages make each of those writes small, the
