@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use ens_domain::{
@@ -239,9 +239,10 @@ struct ImageRow<'a>(&'a rusqlite::Row<'a>);
 
 impl ImageRow<'_> {
     fn index(name: &str) -> rusqlite::Result<usize> {
-        IMAGE_COLUMNS
-            .split(", ")
-            .position(|column| column == name)
+        static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| IMAGE_COLUMNS.split(", ").collect());
+        NAMES
+            .iter()
+            .position(|column| *column == name)
             .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_owned()))
     }
 }
