@@ -6,17 +6,16 @@
     reason = "test fixtures: a failed setup step should fail the test loudly"
 )]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+mod support;
 
 use ens_domain::{
     AccessKeyId, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, ImageStatus,
     NodeId, PageNumber, PageRequest, PageSize,
 };
-use ens_store::{GenerateSpec, PostgresStore, SelfImageQuery, SqliteStore, Store, StoreError};
-use sqlx::postgres::PgConnectOptions;
+use ens_store::{GenerateSpec, SelfImageQuery, SqliteStore, Store, StoreError};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
+use support::PgDatabase;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -506,86 +505,4 @@ fn generated_ids_have_the_documented_shapes() {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     assert!(spec.image_id(500).is_err());
-}
-
-/// What a PostgreSQL case prints instead of running when it has no server to run on.
-const PG_SKIPPED: &str = "skipped: PostgreSQL not reachable (set ENS_IMAGES_TEST_DATABASE_URL)";
-
-/// A fresh, migrated PostgreSQL database for one test on the server that
-/// `ENS_IMAGES_TEST_DATABASE_URL` names, dropped by [`PgDatabase::drop`] (as in store.rs).
-struct PgDatabase {
-    maintenance: PgConnectOptions,
-    options: PgConnectOptions,
-    name: String,
-    store: PostgresStore,
-}
-
-impl PgDatabase {
-    async fn create() -> Option<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let url = std::env::var("ENS_IMAGES_TEST_DATABASE_URL").unwrap_or_default();
-        if url.is_empty() {
-            println!("{PG_SKIPPED}");
-            return None;
-        }
-        let base: PgConnectOptions = url.parse().unwrap();
-        let maintenance = base.clone().database("postgres");
-        let connected =
-            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&maintenance)).await;
-        let mut admin = match connected {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                println!(
-                    "{PG_SKIPPED}: {}",
-                    ens_store::redact_secrets(&error.to_string(), &url)
-                );
-                return None;
-            }
-            Err(_) => {
-                println!("{PG_SKIPPED}: no answer within 5 s");
-                return None;
-            }
-        };
-        let prefix: String = base
-            .get_database()
-            .unwrap_or("ens")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(30)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let name = format!(
-            "{prefix}_gen_{}_{}_{}",
-            std::process::id(),
-            OffsetDateTime::now_utc().unix_timestamp(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let options = base.database(&name);
-        let store = PostgresStore::connect_with(options.clone(), 4).await.unwrap();
-        Some(Self {
-            maintenance,
-            options,
-            name,
-            store,
-        })
-    }
-
-    async fn drop(self) {
-        self.store.close().await;
-        let dropped = async {
-            let mut admin = PgConnection::connect_with(&self.maintenance).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
-                .execute(&mut admin)
-                .await?;
-            admin.close().await
-        };
-        if let Err(error) = dropped.await {
-            println!("could not drop test database {}: {error}", self.name);
-        }
-    }
 }
