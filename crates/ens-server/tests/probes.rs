@@ -69,3 +69,30 @@ async fn answered_requests_show_up_in_metrics() {
     assert_eq!(status, 404);
     assert!(body.contains("InvalidApi.NotFound"));
 }
+
+#[tokio::test]
+async fn the_benchmark_ceiling_answers_only_when_enabled() {
+    let state = state().await;
+    let (status, body) = get(&state, "/bench/ceiling?Bytes=100").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("InvalidApi.NotFound"), "{body}");
+
+    let store = SqliteStore::temporary().await.unwrap();
+    let config = ServerConfig {
+        bench_ceiling: true,
+        ..ServerConfig::default()
+    };
+    let enabled = AppState::new(
+        Arc::new(store),
+        MasterKey::parse(&"11".repeat(32)).unwrap(),
+        config,
+    );
+    let (status, body) = get(&enabled, "/bench/ceiling?Bytes=100").await;
+    assert_eq!((status, body.len()), (200, 100));
+    let (status, body) = get(&enabled, "/bench/ceiling").await;
+    assert_eq!((status, body.len()), (200, 4096));
+    for bad in ["0", "1048577", "x"] {
+        let (status, _) = get(&enabled, &format!("/bench/ceiling?Bytes={bad}")).await;
+        assert_eq!(status, 400, "Bytes={bad}");
+    }
+}
