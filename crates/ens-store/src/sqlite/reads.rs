@@ -3,7 +3,7 @@
 //! An SQLite read through an indexed path takes microseconds; handing it to a driver's worker
 //! thread and back costs more than the query (two wake-ups per statement, and a request runs
 //! several statements). So reads use their own connections, taken from a small idle list and
-//! used synchronously, each request's statements inside one read transaction, which also
+//! used synchronously; a request's statements share one read transaction, which also
 //! gives them one consistent snapshot. WAL mode lets these readers run beside the writer
 //! without waiting for it. Writes stay on the async pool, where waiting for the write lock
 //! must not block a runtime thread.
@@ -61,21 +61,15 @@ impl Reader {
         Ok(connection)
     }
 
-    /// Runs `read` in one read transaction on an idle connection.
-    fn read<T>(&self, read: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    /// Runs a read of one statement (its own snapshot, no transaction to open) on an idle
+    /// connection, or a new one, then gives the connection back.
+    fn read_one<T>(&self, read: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let connection = match idle {
             Some(connection) => connection,
             None => self.open()?,
         };
-        let result = connection
-            .unchecked_transaction()
-            .map_err(Into::into)
-            .and_then(|transaction| {
-                let value = read(&transaction)?;
-                transaction.commit()?;
-                Ok(value)
-            });
+        let result = read(&connection);
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < MAX_IDLE {
                 idle.push(connection);
@@ -84,8 +78,18 @@ impl Reader {
         result
     }
 
+    /// Runs a read of several statements in one read transaction, so they see one snapshot.
+    fn read_snapshot<T>(&self, read: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.read_one(|connection| {
+            let transaction = connection.unchecked_transaction()?;
+            let value = read(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        })
+    }
+
     pub(super) fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>> {
-        self.read(|connection| {
+        self.read_one(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT account_id, user_name, secret, status FROM access_keys WHERE id = ?",
             )?;
@@ -111,7 +115,7 @@ impl Reader {
     }
 
     pub(super) fn node_exists(&self, node: &NodeId) -> StoreResult<bool> {
-        self.read(|connection| {
+        self.read_one(|connection| {
             Ok(connection
                 .prepare_cached("SELECT 1 FROM nodes WHERE id = ?")?
                 .exists([node.as_str()])?)
@@ -119,7 +123,7 @@ impl Reader {
     }
 
     pub(super) fn instance(&self, id: &str) -> StoreResult<Option<Instance>> {
-        self.read(|connection| {
+        self.read_one(|connection| {
             let mut statement = connection.prepare_cached("SELECT * FROM instances WHERE id = ?")?;
             let mut rows = statement.query([id])?;
             rows.next()?.map(instance_from_row).transpose()
@@ -127,7 +131,7 @@ impl Reader {
     }
 
     pub(super) fn snapshot(&self, id: &str) -> StoreResult<Option<Snapshot>> {
-        self.read(|connection| {
+        self.read_one(|connection| {
             let mut statement = connection.prepare_cached("SELECT * FROM snapshots WHERE id = ?")?;
             let mut rows = statement.query([id])?;
             rows.next()?.map(snapshot_from_row).transpose()
@@ -139,7 +143,7 @@ impl Reader {
         account: &AccountId,
         user: &RamUserName,
     ) -> StoreResult<Vec<String>> {
-        self.read(|connection| {
+        self.read_one(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT p.document FROM policy_attachments a JOIN policies p \
                  ON p.account_id = a.account_id AND p.name = a.policy_name \
@@ -153,7 +157,7 @@ impl Reader {
     }
 
     pub(super) fn visible_image(&self, viewer: &AccountId, id: &ImageId) -> StoreResult<Option<ImageView>> {
-        self.read(|connection| {
+        self.read_snapshot(|connection| {
             let sql = format!(
                 "SELECT {IMAGE_COLUMNS} FROM images i WHERE id = ?1 AND (owner_id IS NULL OR owner_id = ?2 \
                  OR EXISTS (SELECT 1 FROM image_shares s WHERE s.image_seq = i.seq AND s.account_id = ?2))"
@@ -187,7 +191,7 @@ impl Reader {
             values.push(snapshot);
         }
         let from = format!("FROM images i WHERE {}", conditions.join(" AND "));
-        self.read(|connection| {
+        self.read_snapshot(|connection| {
             let (seqs, total_count) = paged_seqs(connection, &from, "i.seq", &values, query.page)?;
             Ok(Page {
                 items: views(load_images(connection, &seqs, Nodes::All)?, &query.viewer, None),
@@ -198,7 +202,7 @@ impl Reader {
     }
 
     pub(super) fn public_images(&self, os_type: Option<&str>) -> StoreResult<Vec<Image>> {
-        self.read(|connection| {
+        self.read_snapshot(|connection| {
             let seqs: Vec<i64> = connection
                 .prepare_cached(
                     "SELECT seq FROM images WHERE owner_id IS NULL AND (?1 IS NULL OR lower(os_type) = lower(?1)) \
@@ -211,7 +215,7 @@ impl Reader {
     }
 
     pub(super) fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>> {
-        self.read(|connection| {
+        self.read_snapshot(|connection| {
             let filtered =
                 query.image_id.is_some() || query.image_name.is_some() || query.snapshot_id.is_some();
             let (seqs, total_count) = if filtered {
