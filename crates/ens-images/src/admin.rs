@@ -13,7 +13,8 @@ use ens_domain::{
 };
 use ens_policy::PolicyDocument;
 use ens_server::secrets::MasterKey;
-use ens_store::{AuditFilter, GenerateSpec, GeneratedAccount, Store};
+use ens_store::generate::generate_catalog;
+use ens_store::{AdminStore, AuditFilter, GenerateSpec, GeneratedAccount, Store};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -379,7 +380,7 @@ fn snapshot_json(snapshot: &Snapshot) -> Value {
 /// Runs one admin command and prints its JSON result.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let opened = database::open_for_admin(&args.database, &args.data_dir).await?;
-    let store: &dyn Store = opened.as_ref();
+    let store: &Store = &opened;
     let master_key = setup::master_key(&args.master_key, &args.data_dir, false)?;
     let now = time::OffsetDateTime::now_utc();
     let output = match args.command {
@@ -534,7 +535,7 @@ fn user_name(value: &str) -> anyhow::Result<RamUserName> {
 }
 
 async fn user_command(
-    store: &dyn Store,
+    store: &Store,
     command: UserCommand,
     now: time::OffsetDateTime,
 ) -> anyhow::Result<Value> {
@@ -588,7 +589,7 @@ async fn user_command(
 }
 
 async fn policy_command(
-    store: &dyn Store,
+    store: &Store,
     command: PolicyCommand,
     now: time::OffsetDateTime,
 ) -> anyhow::Result<Value> {
@@ -658,7 +659,7 @@ fn policy_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn audit_command(store: &dyn Store, filters: AuditArgs) -> anyhow::Result<Value> {
+async fn audit_command(store: &Store, filters: AuditArgs) -> anyhow::Result<Value> {
     let since = filters
         .since
         .as_deref()
@@ -700,7 +701,7 @@ async fn audit_command(store: &dyn Store, filters: AuditArgs) -> anyhow::Result<
 /// and the owner account; nothing changes in a store that has them), generates the catalog,
 /// and gives the heavy and the first ordinary account an owner AccessKey each.
 async fn generate_command(
-    store: &dyn Store,
+    store: &Store,
     data_dir: &Path,
     master_key: &MasterKey,
     shape: GenerateArgs,
@@ -720,8 +721,7 @@ async fn generate_command(
     };
     spec.validate().context("cannot generate this catalog")?;
     let started = std::time::Instant::now();
-    let made = store
-        .generate_catalog(&spec)
+    let made = generate_catalog(store, &spec)
         .await
         .context("catalog generation failed (nothing was written)")?;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -750,7 +750,7 @@ async fn generate_command(
 
 /// A generated account with a new owner AccessKey, as the benchmark reads it.
 async fn sample_json(
-    store: &dyn Store,
+    store: &Store,
     master_key: &MasterKey,
     sample: &GeneratedAccount,
     now: time::OffsetDateTime,

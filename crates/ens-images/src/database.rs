@@ -2,11 +2,10 @@
 //! PostgreSQL database that several replicas share (`--database-url`).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use ens_store::{redact_database_url, redact_secrets, PostgresStore, SqliteStore, Store};
+use ens_store::{redact_database_url, redact_secrets, Store};
 
 use crate::setup;
 
@@ -42,16 +41,15 @@ impl DatabaseArgs {
 
 /// Opens the store `serve` works on, waiting up to a minute for a PostgreSQL database that
 /// is not reachable yet (and logging each wait).
-pub async fn open_for_serve(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_for_serve(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Store> {
     let Some(url) = args.url() else {
-        let store = SqliteStore::open(&data_dir.join(setup::STORE_FILE))
+        return Store::open_sqlite(&data_dir.join(setup::STORE_FILE))
             .await
-            .context("cannot open the store")?;
-        return Ok(Arc::new(store));
+            .context("cannot open the store");
     };
     let target = redact_database_url(url);
     tracing::info!(database = %target, "opening the PostgreSQL store");
-    let store = PostgresStore::connect_with_retry(
+    Store::connect_postgres_with_retry(
         url,
         args.database_max_connections,
         DATABASE_PATIENCE,
@@ -70,13 +68,12 @@ pub async fn open_for_serve(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Res
             "cannot open the store (PostgreSQL at {target}): {}",
             redact_secrets(&error.to_string(), url)
         )
-    })?;
-    Ok(Arc::new(store))
+    })
 }
 
 /// Opens the store an admin command works on. Fails at once (after a few seconds) when
 /// PostgreSQL is unreachable: an operator at a prompt wants the reason, not a wait.
-pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Store> {
     let Some(url) = args.url() else {
         let path = data_dir.join(setup::STORE_FILE);
         if !path.exists() {
@@ -86,10 +83,9 @@ pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Res
                 data_dir.display()
             );
         }
-        let store = SqliteStore::open(&path).await.context("cannot open the store")?;
-        return Ok(Arc::new(store));
+        return Store::open_sqlite(&path).await.context("cannot open the store");
     };
-    let store = PostgresStore::connect(url, args.database_max_connections)
+    Store::connect_postgres(url, args.database_max_connections)
         .await
         .map_err(|error| {
             anyhow!(
@@ -97,6 +93,5 @@ pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Res
                 redact_database_url(url),
                 redact_secrets(&error.to_string(), url)
             )
-        })?;
-    Ok(Arc::new(store))
+        })
 }

@@ -8,6 +8,7 @@ mod setup;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -139,15 +140,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store = database::open_for_serve(&args.database, &args.data_dir).await?;
     let master_key = setup::master_key(&args.master_key, &args.data_dir, true)?;
-    let sealed = ens_server::prepare_secrets(store.as_ref(), &master_key).await?;
+    let sealed = ens_server::prepare_secrets(&store, &master_key).await?;
     if sealed > 0 {
         tracing::info!(
             sealed,
             "sealed AccessKey secrets stored in clear by an older version"
         );
     }
-    setup::load_catalog(store.as_ref(), catalog_text.as_deref()).await?;
-    setup::ensure_owner_account(store.as_ref(), &args.data_dir, &master_key).await?;
+    setup::load_catalog(&store, catalog_text.as_deref()).await?;
+    setup::ensure_owner_account(&store, &args.data_dir, &master_key).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -190,7 +191,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if config.bench_ceiling {
         tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
     }
-    let state = AppState::new(store, master_key, config);
+    let state = AppState::new(Arc::new(store), master_key, config);
     ens_server::serve(listener, state, tls, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

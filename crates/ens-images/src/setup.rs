@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use ens_domain::{AccessKeyId, AccountId};
 use ens_server::secrets::MasterKey;
-use ens_store::Store;
+use ens_store::{AdminStore, RequestStore, Store};
 use rand::Rng;
 
 use crate::catalog;
@@ -67,7 +67,7 @@ pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.json";
 
 /// Loads the operator's catalog (replacing the public images), or the built-in one into a
 /// store that has none yet.
-pub async fn load_catalog(store: &dyn Store, operator_catalog: Option<&str>) -> anyhow::Result<()> {
+pub async fn load_catalog(store: &Store, operator_catalog: Option<&str>) -> anyhow::Result<()> {
     let (text, origin) = match operator_catalog {
         Some(text) => (text, "--catalog"),
         None if store.has_catalog().await? => return Ok(()),
@@ -116,7 +116,7 @@ pub fn random_account_id() -> anyhow::Result<AccountId> {
 /// is written to `root-credentials.json` (mode 0600) in the data directory. The secret is
 /// never logged.
 pub async fn ensure_owner_account(
-    store: &dyn Store,
+    store: &Store,
     data_dir: &Path,
     master_key: &MasterKey,
 ) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ens_store::{AuditEntry, Store};
+use ens_store::{AuditEntry, RequestStore};
 
 use crate::batch::{BatchError, BatchWrite, GroupCommit};
 
@@ -15,7 +15,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// An audit log writing to `store`.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn RequestStore>) -> Self {
         Self {
             queue: GroupCommit::new(move |batch| record_batch(Arc::clone(&store), batch)),
         }
@@ -30,7 +30,7 @@ impl AuditLog {
     }
 }
 
-fn record_batch(store: Arc<dyn Store>, batch: Vec<AuditEntry>) -> BatchWrite<()> {
+fn record_batch(store: Arc<dyn RequestStore>, batch: Vec<AuditEntry>) -> BatchWrite<()> {
     Box::pin(async move {
         let outcome = store
             .record_audits(&batch)

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ens_store::Store;
+use ens_store::{AdminStore, RequestStore};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
@@ -70,7 +70,7 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct AppState {
     /// The one store.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn RequestStore>,
     /// Settings.
     pub config: Arc<ServerConfig>,
     /// The clock.
@@ -92,7 +92,7 @@ pub struct AppState {
 impl AppState {
     /// State with the system clock.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, master_key: MasterKey, config: ServerConfig) -> Self {
+    pub fn new(store: Arc<dyn RequestStore>, master_key: MasterKey, config: ServerConfig) -> Self {
         Self {
             nonces: Arc::new(nonces::NonceLedger::new(Arc::clone(&store))),
             audit: Arc::new(audit::AuditLog::new(Arc::clone(&store))),
@@ -113,7 +113,10 @@ impl AppState {
 ///
 /// # Errors
 /// When the store fails or a sealed secret belongs to another master key.
-pub async fn prepare_secrets(store: &dyn Store, master_key: &MasterKey) -> Result<u64, error::StartupError> {
+pub async fn prepare_secrets(
+    store: &dyn AdminStore,
+    master_key: &MasterKey,
+) -> Result<u64, error::StartupError> {
     let mut sealed = 0;
     for (key, stored) in store.access_key_secrets().await? {
         if MasterKey::is_sealed(&stored) {

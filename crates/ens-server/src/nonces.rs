@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ens_store::{NonceClaim, Store};
+use ens_store::{NonceClaim, RequestStore};
 use time::OffsetDateTime;
 
 use crate::batch::{BatchError, BatchWrite, GroupCommit};
@@ -17,7 +17,7 @@ pub struct NonceLedger {
 impl NonceLedger {
     /// A ledger writing to `store`.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn RequestStore>) -> Self {
         Self {
             queue: GroupCommit::new(move |batch| claim_batch(Arc::clone(&store), batch)),
         }
@@ -33,7 +33,7 @@ impl NonceLedger {
     }
 }
 
-fn claim_batch(store: Arc<dyn Store>, batch: Vec<(NonceClaim, OffsetDateTime)>) -> BatchWrite<bool> {
+fn claim_batch(store: Arc<dyn RequestStore>, batch: Vec<(NonceClaim, OffsetDateTime)>) -> BatchWrite<bool> {
     Box::pin(async move {
         // A nonce twice in one batch: the first claim stands for both and the second is a
         // replay, exactly as if they had been written one after the other.
@@ -69,7 +69,7 @@ fn claim_batch(store: Arc<dyn Store>, batch: Vec<(NonceClaim, OffsetDateTime)>) 
 mod tests {
     use super::*;
     use ens_domain::AccessKeyId;
-    use ens_store::SqliteStore;
+    use ens_store::Store;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
@@ -84,7 +84,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_nonce_wins_once_even_when_claimed_concurrently() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::temporary().await.unwrap());
+        let store: Arc<dyn RequestStore> = Arc::new(Store::temporary().await.unwrap());
         let ledger = Arc::new(NonceLedger::new(store));
         let mut tasks = tokio::task::JoinSet::new();
         for index in 0..200 {

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::Request;
 use ens_server::secrets::MasterKey;
 use ens_server::{router, AppState, ServerConfig};
-use ens_store::SqliteStore;
+use ens_store::Store;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -26,7 +26,7 @@ async fn get(state: &AppState, path: &str) -> (u16, String) {
 }
 
 async fn state() -> AppState {
-    let store = SqliteStore::temporary().await.unwrap();
+    let store = Store::temporary().await.unwrap();
     AppState::new(
         Arc::new(store),
         MasterKey::parse(&"11".repeat(32)).unwrap(),
@@ -77,7 +77,7 @@ async fn the_benchmark_ceiling_answers_only_when_enabled() {
     assert_eq!(status, 404);
     assert!(body.contains("InvalidApi.NotFound"), "{body}");
 
-    let store = SqliteStore::temporary().await.unwrap();
+    let store = Store::temporary().await.unwrap();
     let config = ServerConfig {
         bench_ceiling: true,
         ..ServerConfig::default()

@@ -13,7 +13,7 @@ use axum::http::Request;
 use ens_domain::{AccessKeyId, AccountId};
 use ens_server::secrets::MasterKey;
 use ens_server::{router, AppState, ServerConfig};
-use ens_store::{SqliteStore, Store};
+use ens_store::{AdminStore, Store};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use time::macros::datetime;
@@ -40,7 +40,7 @@ fn master_key() -> MasterKey {
 }
 
 async fn state_at(now: OffsetDateTime) -> AppState {
-    let store = SqliteStore::temporary().await.unwrap();
+    let store = Store::temporary().await.unwrap();
     store
         .create_account_with_key(
             &AccountId::parse("AccountId", "1000000000000001").unwrap(),

@@ -37,11 +37,11 @@
 //! never text from outside, so nothing here can be injected.
 
 use ens_domain::{AccountId, ImageId, NodeId};
-use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::common::{account_from, corrupt, node_from};
-use crate::{StoreError, StoreResult};
+use crate::engine::{Access, Dialect, Session};
+use crate::rows::{account_from, corrupt, node_from};
+use crate::{Store, StoreError, StoreResult};
 
 /// Most images one call may generate: keeps every derived number far inside `i64` and the
 /// image index inside its 16 digits.
@@ -202,7 +202,7 @@ pub struct GeneratedAccount {
     pub image_node: Option<NodeId>,
 }
 
-/// What [`crate::Store::generate_catalog`] made, beyond what its spec says.
+/// What [`generate_catalog`] made, beyond what its spec says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedCatalog {
     /// The heavy account.
@@ -297,7 +297,7 @@ impl Layout {
     }
 
     fn account_id(&self, dialect: Dialect, index: &str) -> String {
-        format!("{} || {}", self.account_prefix, dialect.pad(index, 10))
+        format!("{} || {}", self.account_prefix, pad(dialect, index, 10))
     }
 
     /// The statements that write the catalog, in order, given the first image `seq` and the
@@ -325,8 +325,8 @@ impl Layout {
             "variant(v, architecture, platform, os_type, os_version, compute_type, size_gib) AS (VALUES {variants})"
         );
         let node_cte = "node_list(k, id) AS (SELECT row_number() OVER (ORDER BY id) - 1, id FROM nodes)";
-        let every_account = dialect.series("account_index", accounts + 1);
-        let created = dialect.rfc3339(&now.to_string());
+        let every_account = series(dialect, "account_index", accounts + 1);
+        let created = rfc3339(dialect, &now.to_string());
         let mut statements = vec![
             format!(
                 "WITH RECURSIVE {every_account} INSERT INTO accounts (id, created_at) \
@@ -341,7 +341,7 @@ impl Layout {
                  v.architecture, v.compute_type, v.size_gib, '', NULL \
                  FROM account_index a CROSS JOIN variant v CROSS JOIN node_list n \
                  WHERE v.v = (a.i + {seed}) % {variant_count} AND n.k = ({} / 3) % {nodes} ORDER BY a.i",
-                dialect.pad("a.i", 14),
+                pad(dialect, "a.i", 14),
                 self.account_id(dialect, "a.i"),
                 self.mix("a.i", 1),
             ),
@@ -354,14 +354,14 @@ impl Layout {
                  v.platform, v.os_type, v.size_gib + 10 * (p.i % 3), {}, NULL, 'Available', NULL, \
                  v.compute_type, v.os_version, '', NULL, NULL, NULL \
                  FROM placed p CROSS JOIN variant v WHERE v.v = (p.owner + p.k + {seed}) % {variant_count}",
-                dialect.series("image_index", *images),
+                series(dialect, "image_index", *images),
                 self.owner("i"),
                 self.rank("i"),
-                dialect.pad("p.i", 16),
+                pad(dialect, "p.i", 16),
                 self.account_id(dialect, "p.owner"),
-                dialect.pad("p.k", 6),
+                pad(dialect, "p.k", 6),
                 self.account_id(dialect, "p.owner"),
-                dialect.rfc3339(&format!("{now} - {images} + p.i")),
+                rfc3339(dialect, &format!("{now} - {images} + p.i")),
             ),
             format!(
                 "INSERT INTO image_disks (image_seq, position, disk_type, size_gib, format, file_id) \
@@ -384,7 +384,7 @@ impl Layout {
                  FROM share_index), owned AS (SELECT image, t, {} AS owner FROM picked) \
                  INSERT INTO image_shares (image_seq, account_id, created_at) \
                  SELECT {base} + image, {}, {created} FROM owned ORDER BY image",
-                dialect.series("share_index", *shares),
+                series(dialect, "share_index", *shares),
                 self.mix("i", 2),
                 self.owner("image"),
                 self.account_id(dialect, &format!("(CASE WHEN owner = 1 + t THEN 1 + (t + 1) % {accounts} ELSE 1 + t END)")),
@@ -410,41 +410,30 @@ impl Layout {
     }
 }
 
-/// The two SQL dialects' ways of counting, padding and printing times.
-#[derive(Clone, Copy)]
-enum Dialect {
-    Sqlite,
-    Postgres,
+/// A common table expression `name(i)` holding `0..count` in order.
+fn series(dialect: Dialect, name: &str, count: i64) -> String {
+    match dialect {
+        Dialect::Sqlite => format!(
+            "{name}(i) AS (SELECT 0 WHERE 0 < {count} UNION ALL SELECT i + 1 FROM {name} WHERE i + 1 < {count})"
+        ),
+        Dialect::Postgres => format!("{name}(i) AS (SELECT generate_series(0::bigint, {count} - 1))"),
+    }
 }
 
-impl Dialect {
-    /// A common table expression `name(i)` holding `0..count` in order.
-    fn series(self, name: &str, count: i64) -> String {
-        match self {
-            Self::Sqlite => format!(
-                "{name}(i) AS (SELECT 0 WHERE 0 < {count} UNION ALL SELECT i + 1 FROM {name} WHERE i + 1 < {count})"
-            ),
-            Self::Postgres => format!("{name}(i) AS (SELECT generate_series(0::bigint, {count} - 1))"),
-        }
+/// The decimal digits of integer `value`, zero-padded to `width`.
+fn pad(dialect: Dialect, value: &str, width: u32) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("printf('%0{width}d', {value})"),
+        Dialect::Postgres => format!("lpad(({value})::text, {width}, '0')"),
     }
+}
 
-    /// The decimal digits of integer `value`, zero-padded to `width`.
-    fn pad(self, value: &str, width: u32) -> String {
-        match self {
-            Self::Sqlite => format!("printf('%0{width}d', {value})"),
-            Self::Postgres => format!("lpad(({value})::text, {width}, '0')"),
-        }
-    }
-
-    /// Unix seconds `seconds` as RFC 3339 UTC text, as the store keeps times.
-    fn rfc3339(self, seconds: &str) -> String {
-        match self {
-            Self::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%SZ', {seconds}, 'unixepoch')"),
-            Self::Postgres => {
-                format!(
-                    "to_char(to_timestamp({seconds}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-                )
-            }
+/// Unix seconds `seconds` as RFC 3339 UTC text, as the store keeps times.
+fn rfc3339(dialect: Dialect, seconds: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%SZ', {seconds}, 'unixepoch')"),
+        Dialect::Postgres => {
+            format!("to_char(to_timestamp({seconds}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
         }
     }
 }
@@ -508,38 +497,63 @@ fn seed_taken(spec: &GenerateSpec) -> StoreError {
     ))
 }
 
-/// Generates the catalog on SQLite, in one `BEGIN IMMEDIATE` transaction (the server's
-/// writes wait for it; its reads go on).
-pub(crate) async fn sqlite(pool: &SqlitePool, spec: &GenerateSpec) -> StoreResult<GeneratedCatalog> {
+/// Fills the store with a large synthetic catalog (accounts, their instances, custom
+/// images, shares and listings; see the module documentation) in one write transaction, for
+/// benchmarks that need a realistic store of a million images in a minute rather than hours
+/// of CreateImage calls. On SQLite the server's writes wait for it and its reads go on; on
+/// PostgreSQL new images are locked out meanwhile (reads go on), so the generated images get
+/// consecutive `seq` values.
+///
+/// # Errors
+/// `Invalid` for a shape that cannot be generated or a store without nodes, `Conflict`
+/// when the seed's accounts exist already.
+pub async fn generate_catalog(store: &Store, spec: &GenerateSpec) -> StoreResult<GeneratedCatalog> {
     let layout = Layout::new(spec)?;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let nodes: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes")
-        .fetch_one(&mut *tx)
-        .await?;
+    let dialect = store.dialect;
+    let mut tx = store.session(Access::Write).await?;
+    if dialect == Dialect::Postgres {
+        // The window numbering listings sorts millions of rows: in memory, not on disk.
+        tx.execute("SET LOCAL work_mem = '512MB'", &[]).await?;
+        tx.execute("LOCK TABLE images IN SHARE ROW EXCLUSIVE MODE", &[])
+            .await?;
+    }
+    let nodes = to_count(tx.count("SELECT count(*) FROM nodes", &[]).await?)?;
     if nodes == 0 {
         return Err(no_nodes());
     }
-    let taken: i64 = sqlx::query_scalar(&taken_accounts_sql(spec)?)
-        .fetch_one(&mut *tx)
-        .await?;
-    if taken > 0 {
+    if tx.count(&taken_accounts_sql(spec)?, &[]).await? > 0 {
         return Err(seed_taken(spec));
     }
-    // AUTOINCREMENT never reuses a seq, even a deleted image's: start above both.
-    let base: i64 = sqlx::query_scalar(
-        "SELECT max(COALESCE((SELECT max(seq) FROM images), 0), \
-         COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'images'), 0)) + 1",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    for statement in layout.statements(Dialect::Sqlite, base, nodes) {
-        sqlx::query(&statement).execute(&mut *tx).await?;
+    // The first seq no image ever had (SQLite's AUTOINCREMENT never reuses one, a deleted
+    // image's included); nobody else can insert an image until commit.
+    let base = to_count(
+        tx.count(
+            match dialect {
+                Dialect::Sqlite => {
+                    "SELECT max(COALESCE((SELECT max(seq) FROM images), 0), \
+                     COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'images'), 0)) + 1"
+                }
+                Dialect::Postgres => "SELECT nextval(pg_get_serial_sequence('images', 'seq'))",
+            },
+            &[],
+        )
+        .await?,
+    )?;
+    for statement in layout.statements(dialect, base, nodes) {
+        tx.execute(&statement, &[]).await?;
+    }
+    if dialect == Dialect::Postgres && layout.images > 0 {
+        tx.rows(
+            "SELECT setval(pg_get_serial_sequence('images', 'seq'), $1)",
+            &[(base + layout.images - 1).into()],
+        )
+        .await?;
     }
     let (heavy_seq, ordinary_seq) = sample_seqs(&layout, base);
     let mut samples = Vec::new();
     for seq in [heavy_seq, ordinary_seq] {
         samples.push(match seq {
-            Some(seq) => sqlx::query_as(&sample_sql(seq)).fetch_optional(&mut *tx).await?,
+            Some(seq) => sample(&mut *tx, seq).await?,
             None => None,
         });
     }
@@ -547,54 +561,16 @@ pub(crate) async fn sqlite(pool: &SqlitePool, spec: &GenerateSpec) -> StoreResul
     catalog_from(spec, samples)
 }
 
-/// Generates the catalog on PostgreSQL, in one transaction. New images are locked out
-/// meanwhile (`SHARE ROW EXCLUSIVE` on `images`; reads go on), so the generated images get
-/// consecutive `seq` values.
-pub(crate) async fn postgres(pool: &PgPool, spec: &GenerateSpec) -> StoreResult<GeneratedCatalog> {
-    let layout = Layout::new(spec)?;
-    let mut tx = pool.begin().await?;
-    // The window numbering listings sorts millions of rows: in memory, not on disk.
-    sqlx::query("SET LOCAL work_mem = '512MB'")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("LOCK TABLE images IN SHARE ROW EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await?;
-    let nodes: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes")
-        .fetch_one(&mut *tx)
-        .await?;
-    if nodes == 0 {
-        return Err(no_nodes());
-    }
-    let taken: i64 = sqlx::query_scalar(&taken_accounts_sql(spec)?)
-        .fetch_one(&mut *tx)
-        .await?;
-    if taken > 0 {
-        return Err(seed_taken(spec));
-    }
-    // Nobody else can insert an image (and so draw from the sequence) until commit.
-    let base: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('images', 'seq'))")
-        .fetch_one(&mut *tx)
-        .await?;
-    for statement in layout.statements(Dialect::Postgres, base, nodes) {
-        sqlx::query(&statement).execute(&mut *tx).await?;
-    }
-    if layout.images > 0 {
-        sqlx::query("SELECT setval(pg_get_serial_sequence('images', 'seq'), $1)")
-            .bind(base + layout.images - 1)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let (heavy_seq, ordinary_seq) = sample_seqs(&layout, base);
-    let mut samples = Vec::new();
-    for seq in [heavy_seq, ordinary_seq] {
-        samples.push(match seq {
-            Some(seq) => sqlx::query_as(&sample_sql(seq)).fetch_optional(&mut *tx).await?,
-            None => None,
-        });
-    }
-    tx.commit().await?;
-    catalog_from(spec, samples)
+fn to_count(value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(corrupt)
+}
+
+/// The ID, name and first node of the image at `seq`.
+async fn sample(tx: &mut dyn Session, seq: i64) -> StoreResult<Option<(String, String, Option<String>)>> {
+    let Some(mut row) = tx.row(&sample_sql(seq), &[]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((row.text(0)?, row.text(1)?, row.maybe_text(2)?)))
 }
 
 fn catalog_from(

@@ -4,19 +4,18 @@
 #![allow(
     dead_code,
     clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
     reason = "shared by several test crates, each using a part; fixtures fail loudly"
 )]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use ens_store::PostgresStore;
+use ens_store::Store;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
-
-/// What a PostgreSQL case prints instead of running when it has no server to run on.
-const PG_SKIPPED: &str = "skipped: PostgreSQL not reachable (set ENS_IMAGES_TEST_DATABASE_URL)";
 
 /// A fresh, migrated PostgreSQL database for one test, created on the server that
 /// `ENS_IMAGES_TEST_DATABASE_URL` names (through its maintenance database `postgres`) and
@@ -28,35 +27,31 @@ pub struct PgDatabase {
     /// The test database.
     pub options: PgConnectOptions,
     name: String,
-    pub store: PostgresStore,
+    pub store: Store,
 }
 
 impl PgDatabase {
-    /// The fresh database, or `None` (after printing why) when there is no server to use.
-    pub async fn create() -> Option<Self> {
+    /// The fresh database. The PostgreSQL cases are ignored unless asked for, so asking for
+    /// one without a reachable server is a failure, named with its cause.
+    pub async fn create() -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let url = std::env::var("ENS_IMAGES_TEST_DATABASE_URL").unwrap_or_default();
-        if url.is_empty() {
-            println!("{PG_SKIPPED}");
-            return None;
-        }
+        let url = std::env::var("ENS_IMAGES_TEST_DATABASE_URL")
+            .expect("this PostgreSQL case needs ENS_IMAGES_TEST_DATABASE_URL=postgres://...");
         let base: PgConnectOptions = url.parse().unwrap();
         let maintenance = base.clone().database("postgres");
         let connected =
             tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&maintenance)).await;
         let mut admin = match connected {
             Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                println!(
-                    "{PG_SKIPPED}: {}",
-                    ens_store::redact_secrets(&error.to_string(), &url)
-                );
-                return None;
-            }
-            Err(_) => {
-                println!("{PG_SKIPPED}: no answer within 5 s");
-                return None;
-            }
+            Ok(Err(error)) => panic!(
+                "PostgreSQL at {} refused: {}",
+                ens_store::redact_database_url(&url),
+                ens_store::redact_secrets(&error.to_string(), &url)
+            ),
+            Err(_) => panic!(
+                "PostgreSQL at {} gave no answer within 5 s",
+                ens_store::redact_database_url(&url)
+            ),
         };
         let prefix: String = base
             .get_database()
@@ -78,18 +73,18 @@ impl PgDatabase {
             .unwrap();
         admin.close().await.unwrap();
         let options = base.database(&name);
-        let store = PostgresStore::connect_with(options.clone(), 4).await.unwrap();
-        Some(Self {
+        let store = Store::connect_postgres_with(options.clone(), 4).await.unwrap();
+        Self {
             maintenance,
             options,
             name,
             store,
-        })
+        }
     }
 
     /// Another store on the same database: a second server replica.
-    pub async fn replica(&self) -> PostgresStore {
-        PostgresStore::connect_with(self.options.clone(), 4)
+    pub async fn replica(&self) -> Store {
+        Store::connect_postgres_with(self.options.clone(), 4)
             .await
             .unwrap()
     }

@@ -1,0 +1,252 @@
+//! The rules of accounts, keys and RAM users that both interfaces share, replay protection
+//! and the audit log's writes.
+
+use std::collections::HashSet;
+
+use ens_domain::{AccessKeyId, AccessKeyStatus, AccountId, Principal, RamUserName};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::engine::{Access, Dialect, Lock, Param, Session};
+use crate::rows::{audit_time, format_time};
+use crate::{AuditEntry, NonceClaim, Store, StoreError, StoreResult};
+
+/// Audit entries per INSERT: nine bound values each.
+const AUDIT_ENTRIES_PER_STATEMENT: usize = 100;
+/// Nonce claims per statement (two lists of this length).
+const NONCE_CLAIMS_PER_STATEMENT: usize = 512;
+
+/// A nonce's row key: the first 8 bytes of SHA-256 over the key ID, a zero byte and the
+/// nonce. Two different nonces share a digest with odds of about n / 2^64 (n nonces
+/// remembered); then the later one is refused as a replay and the client retries with a
+/// fresh nonce.
+pub(crate) fn nonce_digest(key: &str, nonce: &str) -> i64 {
+    let mut hasher = Sha256::new();
+    hasher.update(key.as_bytes());
+    hasher.update([0]);
+    hasher.update(nonce.as_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    i64::from_be_bytes(first)
+}
+
+/// Pairs of integers from two lists bound at `$1` and `$2`, as a table of columns `a`, `b`.
+fn int_pairs(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "(SELECT d.value AS a, e.value AS b FROM json_each($1) d JOIN json_each($2) e ON e.key = d.key)"
+        }
+        Dialect::Postgres => "unnest($1::bigint[], $2::bigint[]) AS pairs(a, b)",
+    }
+}
+
+impl Store {
+    /// See [`crate::RequestStore::claim_nonces`]. One statement per chunk: an expired row for
+    /// the same nonce is taken over, a live one means replay, and RETURNING names the claims
+    /// that won; a concurrent claim of the same nonce on another replica waits for this one
+    /// and then finds a live row.
+    pub(crate) async fn claim_nonce_batch(
+        &self,
+        claims: &[NonceClaim],
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<bool>> {
+        let sql = format!(
+            "INSERT INTO used_nonces (digest, expires_at) SELECT a, b FROM {} WHERE true \
+             ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE used_nonces.expires_at <= $3 RETURNING digest",
+            int_pairs(self.dialect)
+        );
+        let mut won = Vec::with_capacity(claims.len());
+        let mut session = self.session(Access::Nonces).await?;
+        for chunk in claims.chunks(NONCE_CLAIMS_PER_STATEMENT) {
+            // A digest met twice in one batch is claimed once; the second claim loses.
+            let mut seen = HashSet::with_capacity(chunk.len());
+            let (mut digests, mut expiries) =
+                (Vec::with_capacity(chunk.len()), Vec::with_capacity(chunk.len()));
+            let firsts: Vec<(i64, bool)> = chunk
+                .iter()
+                .map(|claim| {
+                    let digest = nonce_digest(claim.key.as_str(), &claim.nonce);
+                    let first = seen.insert(digest);
+                    if first {
+                        digests.push(digest);
+                        expiries.push(claim.expires_at.unix_timestamp());
+                    }
+                    (digest, first)
+                })
+                .collect();
+            let params = [
+                Param::Ints(&digests),
+                Param::Ints(&expiries),
+                now.unix_timestamp().into(),
+            ];
+            let mut attempt = 0;
+            let claimed: HashSet<i64> = loop {
+                match session.ints(&sql, &params).await {
+                    Err(StoreError::Contended(_)) if attempt < crate::CONFLICT_RETRIES => attempt += 1,
+                    other => break other?.into_iter().collect(),
+                }
+            };
+            won.extend(
+                firsts
+                    .iter()
+                    .map(|(digest, first)| *first && claimed.contains(digest)),
+            );
+        }
+        session.commit().await?;
+        Ok(won)
+    }
+
+    /// See [`crate::RequestStore::record_audits`].
+    pub(crate) async fn insert_audits(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let mut session = self.session(Access::Write).await?;
+        for chunk in entries.chunks(AUDIT_ENTRIES_PER_STATEMENT) {
+            let times = chunk
+                .iter()
+                .map(|entry| audit_time(entry.at))
+                .collect::<StoreResult<Vec<_>>>()?;
+            let mut params: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * 9);
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (entry, at) in chunk.iter().zip(&times) {
+                let first = params.len() + 1;
+                rows.push(format!(
+                    "(${first}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    first + 1,
+                    first + 2,
+                    first + 3,
+                    first + 4,
+                    first + 5,
+                    first + 6,
+                    first + 7,
+                    first + 8
+                ));
+                params.extend::<[Param<'_>; 9]>([
+                    at.as_str().into(),
+                    entry.request_id.as_str().into(),
+                    entry.account.as_ref().map(AccountId::as_str).into(),
+                    entry.user.as_ref().map(RamUserName::as_str).into(),
+                    entry.access_key_id.as_deref().into(),
+                    entry.action.as_str().into(),
+                    entry.resource.as_str().into(),
+                    entry.source_ip.as_str().into(),
+                    entry.outcome.as_str().into(),
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
+                 source_ip, outcome) VALUES {}",
+                rows.join(", ")
+            );
+            session.execute(&sql, &params).await?;
+        }
+        session.commit().await
+    }
+}
+
+/// Fails with `NotFound` naming `what` unless the statement (`$1` = `key`) finds a row.
+pub(crate) async fn require(tx: &mut dyn Session, sql: &str, key: &str, what: &str) -> StoreResult<()> {
+    if tx.exists(sql, &[key.into()]).await? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("{what} {key}")))
+    }
+}
+
+/// Fails with `NotFound` unless the account exists.
+pub(crate) async fn require_account(tx: &mut dyn Session, account: &AccountId) -> StoreResult<()> {
+    require(
+        tx,
+        "SELECT 1 FROM accounts WHERE id = $1",
+        account.as_str(),
+        "account",
+    )
+    .await
+}
+
+/// Fails with `NotFound` unless the RAM user exists; locks its row as asked, so a concurrent
+/// deletion of the user cannot slip between this check and the write after it.
+pub(crate) async fn require_user(
+    tx: &mut dyn Session,
+    dialect: Dialect,
+    account: &AccountId,
+    user: &RamUserName,
+    lock: Lock,
+) -> StoreResult<()> {
+    let sql = format!(
+        "SELECT user_id FROM ram_users WHERE account_id = $1 AND name = $2{}",
+        dialect.lock(lock)
+    );
+    if tx
+        .exists(&sql, &[account.as_str().into(), user.as_str().into()])
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!(
+            "RAM user {user} in account {account}"
+        )))
+    }
+}
+
+/// Inserts an account; `Conflict` when it exists.
+pub(crate) async fn insert_account(
+    tx: &mut dyn Session,
+    account: &AccountId,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    let created = tx
+        .execute(
+            "INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[account.as_str().into(), format_time(now)?.as_str().into()],
+        )
+        .await?;
+    if created == 0 {
+        return Err(StoreError::Conflict(format!("account {account}")));
+    }
+    Ok(())
+}
+
+/// Inserts an active key; `Conflict` when its ID is taken.
+pub(crate) async fn insert_key(
+    tx: &mut dyn Session,
+    principal: &Principal,
+    key: &AccessKeyId,
+    secret: &str,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    let created = tx
+        .execute(
+            "INSERT INTO access_keys (id, account_id, user_name, secret, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                key.as_str().into(),
+                principal.account.as_str().into(),
+                principal.user.as_ref().map(RamUserName::as_str).into(),
+                secret.into(),
+                AccessKeyStatus::Active.as_str().into(),
+                format_time(now)?.as_str().into(),
+            ],
+        )
+        .await?;
+    if created == 0 {
+        return Err(StoreError::Conflict(format!("AccessKey {key}")));
+    }
+    Ok(())
+}
+
+/// Creates an account and its owner's key in `tx`.
+pub(crate) async fn insert_owner(
+    tx: &mut dyn Session,
+    account: &AccountId,
+    key: &AccessKeyId,
+    secret: &str,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    insert_account(tx, account, now).await?;
+    let owner = Principal {
+        account: account.clone(),
+        user: None,
+    };
+    insert_key(tx, &owner, key, secret, now).await
+}

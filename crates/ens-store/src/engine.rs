@@ -1,0 +1,275 @@
+//! The narrow interface every database engine implements, and nothing more: open a session,
+//! run a statement with bound values, read rows back, commit. Every business rule lives
+//! above it, in [`crate::Store`], written once.
+//!
+//! Statements number their parameters `$1`, `$2`, ... in any order and may repeat one;
+//! both engines bind them by number. Where the two SQL dialects differ (row locks, list
+//! parameters, case-folding matches), the store asks [`Dialect`] for the fragment.
+
+use async_trait::async_trait;
+
+use crate::{StoreError, StoreResult};
+
+/// A value bound to a statement parameter. Nulls carry their type: PostgreSQL needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// A 64-bit integer or NULL.
+    Int(Option<i64>),
+    /// A text or NULL.
+    Text(Option<&'a str>),
+    /// A list of integers, for `seq IN (...)` through [`Dialect::in_list`].
+    Ints(&'a [i64]),
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(value: &'a str) -> Self {
+        Self::Text(Some(value))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(value: Option<&'a str>) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i64> for Param<'_> {
+    fn from(value: i64) -> Self {
+        Self::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(value: Option<i64>) -> Self {
+        Self::Int(value)
+    }
+}
+
+/// One column of a result row, as the engine returned it (booleans arrive as 0 or 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A text.
+    Text(String),
+}
+
+/// One result row, read by column position.
+#[derive(Debug, Default)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    fn at(&mut self, index: usize) -> StoreResult<&mut Value> {
+        self.0
+            .get_mut(index)
+            .ok_or_else(|| StoreError::Corrupt(format!("result has no column {index}")))
+    }
+
+    /// An integer column (NULL refused).
+    ///
+    /// # Errors
+    /// `Corrupt` when the column is missing or not an integer.
+    pub fn int(&mut self, index: usize) -> StoreResult<i64> {
+        match self.at(index)? {
+            Value::Int(value) => Ok(*value),
+            other => Err(StoreError::Corrupt(format!(
+                "column {index} is {other:?}, not an integer"
+            ))),
+        }
+    }
+
+    /// A nullable integer column.
+    ///
+    /// # Errors
+    /// `Corrupt` when the column is missing or a text.
+    pub fn maybe_int(&mut self, index: usize) -> StoreResult<Option<i64>> {
+        match self.at(index)? {
+            Value::Null => Ok(None),
+            _ => self.int(index).map(Some),
+        }
+    }
+
+    /// Takes a text column out of the row (NULL refused).
+    ///
+    /// # Errors
+    /// `Corrupt` when the column is missing or not a text.
+    pub fn text(&mut self, index: usize) -> StoreResult<String> {
+        match std::mem::replace(self.at(index)?, Value::Null) {
+            Value::Text(value) => Ok(value),
+            other => Err(StoreError::Corrupt(format!(
+                "column {index} is {other:?}, not a text"
+            ))),
+        }
+    }
+
+    /// Takes a nullable text column out of the row.
+    ///
+    /// # Errors
+    /// `Corrupt` when the column is missing or an integer.
+    pub fn maybe_text(&mut self, index: usize) -> StoreResult<Option<String>> {
+        match self.at(index)? {
+            Value::Null => Ok(None),
+            _ => self.text(index).map(Some),
+        }
+    }
+}
+
+/// What a session is opened for; each engine maps it onto its own isolation and locking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// One statement: no transaction to open, it sees one snapshot by itself.
+    ReadOne,
+    /// Several statements that must see one snapshot (a page and its TotalCount).
+    Read,
+    /// A write transaction: SQLite holds the one write lock from its first statement;
+    /// PostgreSQL runs READ COMMITTED and the store locks the rows its rules read.
+    Write,
+    /// Claims of SignatureNonces: a store of their own where the engine keeps one (SQLite's
+    /// nonce file), each statement committed by itself.
+    Nonces,
+}
+
+/// The SQL dialect of an engine: the few fragments the two write differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.35 or newer (RETURNING, UPDATE FROM, window functions).
+    Sqlite,
+    /// PostgreSQL 12 or newer.
+    Postgres,
+}
+
+/// A row lock taken by a read inside a write transaction (PostgreSQL; SQLite's single
+/// writer needs none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Others may read and share-lock the rows, but not change or delete them.
+    Share,
+    /// Exclusive: the rows are about to be changed or deleted.
+    Update,
+    /// Exclusive, skipping rows another transaction holds (work queues).
+    UpdateSkipLocked,
+}
+
+impl Dialect {
+    /// The clause that ends a `SELECT` taking `lock`.
+    #[must_use]
+    pub fn lock(self, lock: Lock) -> &'static str {
+        match (self, lock) {
+            (Self::Sqlite, _) => "",
+            (Self::Postgres, Lock::Share) => " FOR SHARE",
+            (Self::Postgres, Lock::Update) => " FOR UPDATE",
+            (Self::Postgres, Lock::UpdateSkipLocked) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// `column IN` the integer list bound at `$n` (a [`Param::Ints`]): one statement shape
+    /// whatever the list's length, so it stays prepared.
+    #[must_use]
+    pub fn in_list(self, column: &str, n: usize) -> String {
+        match self {
+            Self::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+            Self::Postgres => format!("{column} = ANY(${n})"),
+        }
+    }
+
+    /// Whether `column` contains the text at `$n`, ASCII case folded, `%` and `_` literal.
+    /// Both fold ASCII only, whatever the database's locale ("C" collation on PostgreSQL).
+    #[must_use]
+    pub fn contains_folded(self, column: &str, n: usize) -> String {
+        match self {
+            Self::Sqlite => format!("instr(lower({column}), lower(${n})) > 0"),
+            Self::Postgres => format!("strpos(lower({column}), lower(${n}::text COLLATE \"C\")) > 0"),
+        }
+    }
+
+    /// `lower(text at $n)` folded as [`Self::contains_folded`] does.
+    #[must_use]
+    pub fn lower_param(self, n: usize) -> String {
+        match self {
+            Self::Sqlite => format!("lower(${n})"),
+            Self::Postgres => format!("lower(${n}::text COLLATE \"C\")"),
+        }
+    }
+
+    /// The statement taking transaction-scoped exclusive lock `$1` (an `i64` key), so that
+    /// replicas starting together do a one-time job once; `None` where the write
+    /// transaction is already exclusive (SQLite).
+    #[must_use]
+    pub fn exclusive_lock(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT pg_advisory_xact_lock($1)"),
+        }
+    }
+}
+
+/// A database engine: connections, its dialect and its locking; no business rule.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// The SQL dialect statements must be written in.
+    fn dialect(&self) -> Dialect;
+
+    /// Opens a session for `access`.
+    async fn begin(&self, access: Access) -> StoreResult<Box<dyn Session>>;
+
+    /// Connection pool usage now, when the engine pools connections.
+    fn pool_stats(&self) -> Option<crate::PoolStats>;
+
+    /// Closes every connection (before dropping a test database, or at shutdown).
+    async fn close(&self);
+}
+
+/// An open session: a transaction, or a connection for one statement. Dropped without
+/// [`Session::commit`], whatever it wrote is rolled back.
+#[async_trait]
+pub trait Session: Send {
+    /// Runs a statement and returns its rows.
+    async fn rows(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Vec<Row>>;
+
+    /// Runs a statement and returns how many rows it changed.
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64>;
+
+    /// Commits the transaction (a no-op for a session of one statement).
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+impl dyn Session + '_ {
+    /// The first row, if any.
+    pub(crate) async fn row(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Option<Row>> {
+        Ok(self.rows(sql, params).await?.into_iter().next())
+    }
+
+    /// Whether the statement returns any row.
+    pub(crate) async fn exists(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<bool> {
+        Ok(!self.rows(sql, params).await?.is_empty())
+    }
+
+    /// The integer in the first column of the first row (a count), 0 without rows.
+    pub(crate) async fn count(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64> {
+        let value = match self.row(sql, params).await? {
+            Some(mut row) => row.maybe_int(0)?.unwrap_or(0),
+            None => 0,
+        };
+        crate::rows::to_u64(value, "count")
+    }
+
+    /// The first column of every row, as integers.
+    pub(crate) async fn ints(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Vec<i64>> {
+        self.rows(sql, params)
+            .await?
+            .into_iter()
+            .map(|mut row| row.int(0))
+            .collect()
+    }
+
+    /// The first column of every row, as texts.
+    pub(crate) async fn texts(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Vec<String>> {
+        self.rows(sql, params)
+            .await?
+            .into_iter()
+            .map(|mut row| row.text(0))
+            .collect()
+    }
+}

@@ -1,0 +1,372 @@
+//! The image rules every write shares: inserting an image with its nodes and disks, finding
+//! an image its owner may change, and keeping the listings and their counts exact.
+//!
+//! Listing design: DescribeImages must cost the same whatever the size of the catalog.
+//! `image_listing` holds one row per (scope, node, image), where scope is `system` for
+//! public images or the account that owns the image or has it shared in, and node `''` is
+//! the listing over all nodes. Every listing is numbered densely (0, 1, ...) in image order,
+//! so any page is one index seek, and `listing_counts` keeps each listing's size, so
+//! TotalCount is one lookup.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ens_domain::rules::ensure_owner;
+use ens_domain::{AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, ImageId, ImageStatus};
+
+use crate::engine::{Dialect, Lock, Param, Session};
+use crate::rows::{
+    format_time, image_from_row, millis, node_from, to_i64, to_u64, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
+};
+use crate::{NewImage, StoreError, StoreResult};
+
+/// Numbers the public listing densely per node, in image order. The public catalog is only
+/// ever replaced whole, so its rows are numbered once after a load rather than one by one.
+const NUMBER_PUBLIC_LISTING: &str = "UPDATE image_listing SET position = numbered.position \
+     FROM (SELECT node_id, image_seq, row_number() OVER (PARTITION BY node_id ORDER BY image_seq) - 1 AS position \
+           FROM image_listing WHERE scope = 'system') AS numbered \
+     WHERE image_listing.scope = 'system' AND image_listing.node_id = numbered.node_id \
+       AND image_listing.image_seq = numbered.image_seq";
+
+/// Changes to `listing_counts` gathered during a write transaction and applied at its end.
+///
+/// Applied last, sorted by (scope, node), so every transaction locks counter rows in the same
+/// order and holds them only until commit: concurrent writers on PostgreSQL never deadlock on
+/// counters, and hot ones (the public listing) are locked as briefly as possible.
+#[derive(Default)]
+pub(crate) struct CountChanges(BTreeMap<(String, String), i64>);
+
+impl CountChanges {
+    fn change(&mut self, scope: &str, node: &str, delta: i64) {
+        *self.0.entry((scope.to_owned(), node.to_owned())).or_default() += delta;
+    }
+
+    pub(crate) async fn apply(self, tx: &mut dyn Session) -> StoreResult<()> {
+        for ((scope, node), delta) in self.0.into_iter().filter(|(_, delta)| *delta != 0) {
+            tx.execute(
+                "INSERT INTO listing_counts (scope, node_id, count) VALUES ($1, $2, $3) \
+                 ON CONFLICT (scope, node_id) DO UPDATE SET count = listing_counts.count + excluded.count",
+                &[scope.as_str().into(), node.as_str().into(), delta.into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The write-side rules over images, for one engine's dialect.
+#[derive(Clone, Copy)]
+pub(crate) struct Images {
+    pub(crate) dialect: Dialect,
+}
+
+impl Images {
+    /// Holds an account listing's counter row until the transaction ends, so concurrent
+    /// writers number that listing one after the other. SQLite's one writer needs nothing.
+    async fn lock_listing(self, tx: &mut dyn Session, scope: &str, node: &str) -> StoreResult<()> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(());
+        }
+        let params = [scope.into(), node.into()];
+        tx.execute(
+            "INSERT INTO listing_counts (scope, node_id, count) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+            &params,
+        )
+        .await?;
+        let sql = format!(
+            "SELECT 1 FROM listing_counts WHERE scope = $1 AND node_id = $2{}",
+            self.dialect.lock(Lock::Update)
+        );
+        tx.rows(&sql, &params).await.map(drop)
+    }
+
+    /// Adds image `seq` to the listings of `scope` (all nodes and each of `nodes`), counting
+    /// the rows added. New images come last, so adding one is a seek; an older image shared
+    /// later moves the rows after it down by one. Public rows are numbered after the load.
+    pub(crate) async fn add_to_listings(
+        self,
+        tx: &mut dyn Session,
+        counts: &mut CountChanges,
+        scope: &str,
+        seq: i64,
+        nodes: &[String],
+    ) -> StoreResult<()> {
+        let mut sorted: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        for node in std::iter::once(ALL_NODES).chain(sorted) {
+            let params = [scope.into(), node.into(), seq.into()];
+            let position = if scope == SYSTEM_SCOPE {
+                None
+            } else {
+                self.lock_listing(tx, scope, node).await?;
+                let mut place = tx
+                    .row(
+                        "SELECT EXISTS (SELECT 1 FROM image_listing WHERE scope = $1 AND node_id = $2 AND image_seq = $3), \
+                         (SELECT position FROM image_listing WHERE scope = $1 AND node_id = $2 AND image_seq > $3 \
+                          ORDER BY image_seq LIMIT 1), \
+                         (SELECT COALESCE(MAX(position) + 1, 0) FROM image_listing WHERE scope = $1 AND node_id = $2)",
+                        &params,
+                    )
+                    .await?
+                    .unwrap_or_default();
+                if place.int(0)? != 0 {
+                    continue;
+                }
+                let later = place.maybe_int(1)?;
+                if later.is_some() {
+                    tx.execute(
+                        "UPDATE image_listing SET position = position + 1 \
+                         WHERE scope = $1 AND node_id = $2 AND image_seq > $3",
+                        &params,
+                    )
+                    .await?;
+                }
+                Some(later.map_or_else(|| place.int(2), Ok)?)
+            };
+            let inserted = tx
+                .execute(
+                    "INSERT INTO image_listing (scope, node_id, image_seq, position) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                    &[scope.into(), node.into(), seq.into(), position.into()],
+                )
+                .await?;
+            counts.change(scope, node, to_i64(inserted, "row count")?);
+        }
+        Ok(())
+    }
+
+    /// Removes image `seq` from every listing of `scope`, counting the rows removed and
+    /// closing the gaps they leave in the numbering.
+    pub(crate) async fn remove_from_listings(
+        self,
+        tx: &mut dyn Session,
+        counts: &mut CountChanges,
+        scope: &str,
+        seq: i64,
+    ) -> StoreResult<()> {
+        let mut nodes = tx
+            .texts(
+                "SELECT node_id FROM image_listing WHERE scope = $1 AND image_seq = $2",
+                &[scope.into(), seq.into()],
+            )
+            .await?;
+        nodes.sort_unstable();
+        for node in nodes {
+            self.lock_listing(tx, scope, &node).await?;
+            let removed = tx
+                .row(
+                    "DELETE FROM image_listing WHERE scope = $1 AND node_id = $2 AND image_seq = $3 RETURNING position",
+                    &[scope.into(), node.as_str().into(), seq.into()],
+                )
+                .await?;
+            let Some(mut removed) = removed else { continue };
+            if let Some(position) = removed.maybe_int(0)? {
+                tx.execute(
+                    "UPDATE image_listing SET position = position - 1 \
+                     WHERE scope = $1 AND node_id = $2 AND position > $3",
+                    &[scope.into(), node.as_str().into(), position.into()],
+                )
+                .await?;
+            }
+            counts.change(scope, &node, -1);
+        }
+        Ok(())
+    }
+
+    /// Writes one image with its nodes and disks, and lists it if it is `Available`.
+    pub(crate) async fn insert(
+        self,
+        tx: &mut dyn Session,
+        counts: &mut CountChanges,
+        new: &NewImage,
+    ) -> StoreResult<i64> {
+        let image = &new.image;
+        if image.nodes.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "image {} is available on no node",
+                image.id
+            )));
+        }
+        let (size, created, due) = (
+            to_i64(image.size_gib, "image size")?,
+            format_time(image.creation_time)?,
+            new.build_due_at.map(millis).transpose()?,
+        );
+        let inserted = tx
+            .row(
+                "INSERT INTO images (id, name, owner_id, architecture, platform, os_type, size_gib, creation_time, \
+                 snapshot_id, status, instance_id, compute_type, os_version, description, build_due_at, build_failure, \
+                 release_instance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                 ON CONFLICT (id) DO NOTHING RETURNING seq",
+                &[
+                    image.id.as_str().into(),
+                    image.name.as_str().into(),
+                    image.owner.as_ref().map(AccountId::as_str).into(),
+                    image.architecture.as_str().into(),
+                    image.platform.as_str().into(),
+                    image.os_type.as_str().into(),
+                    size.into(),
+                    created.as_str().into(),
+                    image.snapshot_id.as_deref().into(),
+                    image.status.as_str().into(),
+                    image.instance_id.as_deref().into(),
+                    image.compute_type.as_str().into(),
+                    image.os_version.as_str().into(),
+                    image.description.as_str().into(),
+                    due.into(),
+                    new.build_failure.map(BuildFailure::as_str).into(),
+                    new.release_instance.as_deref().into(),
+                ],
+            )
+            .await?;
+        let Some(mut inserted) = inserted else {
+            return Err(StoreError::Conflict(format!("image {}", image.id)));
+        };
+        let seq = inserted.int(0)?;
+        let mut nodes = Vec::with_capacity(image.nodes.len());
+        for (position, node) in image.nodes.iter().enumerate() {
+            if !tx
+                .exists("SELECT 1 FROM nodes WHERE id = $1", &[node.as_str().into()])
+                .await?
+            {
+                return Err(StoreError::NotFound(format!("node {node}")));
+            }
+            tx.execute(
+                "INSERT INTO image_nodes (image_seq, position, node_id) VALUES ($1, $2, $3)",
+                &[
+                    seq.into(),
+                    to_i64(position as u64, "node position")?.into(),
+                    node.as_str().into(),
+                ],
+            )
+            .await?;
+            nodes.push(node.as_str().to_owned());
+        }
+        for (position, disk) in image.disk_device_mappings.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO image_disks (image_seq, position, disk_type, size_gib, format, file_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    seq.into(),
+                    to_i64(position as u64, "disk position")?.into(),
+                    disk.disk_type.as_str().into(),
+                    to_i64(disk.size_gib, "disk size")?.into(),
+                    disk.format.as_str().into(),
+                    disk.image_id.as_str().into(),
+                ],
+            )
+            .await?;
+        }
+        if image.status == ImageStatus::Available {
+            let scope = image.owner.as_ref().map_or(SYSTEM_SCOPE, AccountId::as_str);
+            self.add_to_listings(tx, counts, scope, seq, &nodes).await?;
+        }
+        Ok(seq)
+    }
+
+    /// Numbers the public listing after its images were inserted (see [`NUMBER_PUBLIC_LISTING`]).
+    pub(crate) async fn number_public_listing(tx: &mut dyn Session) -> StoreResult<()> {
+        tx.execute(NUMBER_PUBLIC_LISTING, &[]).await.map(drop)
+    }
+
+    /// The image row with this ID (no nodes or disks), whoever owns it, locked as asked.
+    pub(crate) async fn by_id(
+        self,
+        tx: &mut dyn Session,
+        id: &ImageId,
+        lock: Option<Lock>,
+    ) -> StoreResult<Option<(i64, Image)>> {
+        let sql = format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE id = $1{}",
+            lock.map_or("", |lock| self.dialect.lock(lock))
+        );
+        tx.row(&sql, &[id.as_str().into()])
+            .await?
+            .map(image_from_row)
+            .transpose()
+    }
+
+    /// The image of `owner` with this ID, after the ownership rule. With a lock, the image
+    /// row stays locked until the transaction ends, so every rule checked afterwards
+    /// (shares, instances, status) still holds when it commits.
+    pub(crate) async fn owned(
+        self,
+        tx: &mut dyn Session,
+        owner: &AccountId,
+        id: &ImageId,
+        lock: Option<Lock>,
+    ) -> StoreResult<(i64, Image)> {
+        let Some((seq, image)) = self.by_id(tx, id, lock).await? else {
+            return Err(ImageError::NotFound.into());
+        };
+        let shared = is_shared_with(tx, seq, owner).await?;
+        ensure_owner(&image, owner, shared)?;
+        Ok((seq, image))
+    }
+
+    /// Loads images (disks included) for `seqs`, in that order, with every node or only the
+    /// first. Each statement has one shape whatever the number of images, so it stays prepared.
+    pub(crate) async fn load(
+        self,
+        tx: &mut dyn Session,
+        seqs: &[i64],
+        every_node: bool,
+    ) -> StoreResult<Vec<Image>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = [Param::Ints(seqs)];
+        let mut images: HashMap<i64, Image> = HashMap::with_capacity(seqs.len());
+        let sql = format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE {}",
+            self.dialect.in_list("seq", 1)
+        );
+        for row in tx.rows(&sql, &list).await? {
+            let (seq, image) = image_from_row(row)?;
+            images.insert(seq, image);
+        }
+        let nodes = format!(
+            "SELECT image_seq, node_id FROM image_nodes WHERE {}{} ORDER BY image_seq, position",
+            self.dialect.in_list("image_seq", 1),
+            if every_node { "" } else { " AND position = 0" }
+        );
+        for mut row in tx.rows(&nodes, &list).await? {
+            if let Some(image) = images.get_mut(&row.int(0)?) {
+                image.nodes.push(node_from(&row.text(1)?)?);
+            }
+        }
+        let disks = format!(
+            "SELECT image_seq, disk_type, size_gib, format, file_id FROM image_disks WHERE {} \
+             ORDER BY image_seq, position",
+            self.dialect.in_list("image_seq", 1)
+        );
+        for mut row in tx.rows(&disks, &list).await? {
+            if let Some(image) = images.get_mut(&row.int(0)?) {
+                image.disk_device_mappings.push(DiskDeviceMapping {
+                    disk_type: row.text(1)?,
+                    size_gib: to_u64(row.int(2)?, "disk size")?,
+                    format: row.text(3)?,
+                    image_id: row.text(4)?,
+                });
+            }
+        }
+        Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
+    }
+}
+
+/// Whether image `seq` is shared with `account`.
+pub(crate) async fn is_shared_with(tx: &mut dyn Session, seq: i64, account: &AccountId) -> StoreResult<bool> {
+    tx.exists(
+        "SELECT 1 FROM image_shares WHERE image_seq = $1 AND account_id = $2",
+        &[seq.into(), account.as_str().into()],
+    )
+    .await
+}
+
+/// The nodes of image `seq`, in order.
+pub(crate) async fn image_nodes(tx: &mut dyn Session, seq: i64) -> StoreResult<Vec<String>> {
+    tx.texts(
+        "SELECT node_id FROM image_nodes WHERE image_seq = $1 ORDER BY position",
+        &[seq.into()],
+    )
+    .await
+}

@@ -1,0 +1,665 @@
+//! [`RequestStore`] on [`Store`]: what a request reads and writes, written once for every
+//! engine.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ens_domain::rules::{ensure_deletable, ensure_shareable};
+use ens_domain::{
+    AccessKeyId, AccessKeyStatus, AccountId, Image, ImageError, ImageId, ImageQuery, ImageView, Instance,
+    NodeId, Page, PageRequest, RamUserName, Snapshot,
+};
+use time::OffsetDateTime;
+
+use crate::engine::{Access, Lock, Param, Session};
+use crate::images::{image_nodes, is_shared_with, CountChanges, Images};
+use crate::rows::{
+    account_from, corrupt, failure_from, format_time, instance_from_row, millis, new_custom_image_id,
+    parse_time, principal_from, snapshot_from_row, status_from, to_i64, views, ALL_NODES, INSTANCE_COLUMNS,
+    SNAPSHOT_COLUMNS, SYSTEM_SCOPE,
+};
+use crate::{
+    AuditEntry, ImageShare, NewImage, NonceClaim, PoolStats, SelfImageQuery, Store, StoreError, StoreResult,
+    StoredAccessKey,
+};
+
+/// Most images one call of [`RequestStore::advance_image_builds`] moves.
+const BUILD_BATCH: i64 = 500;
+
+/// SQL conditions over `images i` with their text parameters, numbered `$1`, `$2`, ... as
+/// they are added.
+struct Conditions<'a> {
+    clauses: Vec<String>,
+    values: Vec<Param<'a>>,
+}
+
+impl<'a> Conditions<'a> {
+    /// Starts with `first`, whose SQL may use `$1` (any number of times) for `value`.
+    fn new(first: &str, value: &'a str) -> Self {
+        Self {
+            clauses: vec![first.to_owned()],
+            values: vec![value.into()],
+        }
+    }
+
+    /// Adds the clause `make(n)` whose parameter `$n` stands for `value`.
+    fn push(&mut self, value: &'a str, make: impl FnOnce(usize) -> String) {
+        self.values.push(value.into());
+        self.clauses.push(make(self.values.len()));
+    }
+
+    /// The total count and one page of `i.seq` in `order`.
+    async fn page(
+        mut self,
+        tx: &mut dyn Session,
+        order: &str,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<i64>, u64)> {
+        let from = format!("FROM images i WHERE {}", self.clauses.join(" AND "));
+        let total = tx.count(&format!("SELECT COUNT(*) {from}"), &self.values).await?;
+        let next = self.values.len() + 1;
+        self.values.extend::<[Param<'_>; 2]>([
+            to_i64(page.limit(), "limit")?.into(),
+            to_i64(page.offset(), "offset")?.into(),
+        ]);
+        let sql = format!(
+            "SELECT i.seq {from} ORDER BY {order} LIMIT ${next} OFFSET ${}",
+            next + 1
+        );
+        Ok((tx.ints(&sql, &self.values).await?, total))
+    }
+}
+
+async fn listing_count(tx: &mut dyn Session, scope: &str, node: &str) -> StoreResult<u64> {
+    tx.count(
+        "SELECT count FROM listing_counts WHERE scope = $1 AND node_id = $2",
+        &[scope.into(), node.into()],
+    )
+    .await
+}
+
+/// Every listing is numbered densely, so any page is one index seek.
+async fn listing_page(
+    tx: &mut dyn Session,
+    scope: &str,
+    node: &str,
+    offset: u64,
+    limit: u64,
+) -> StoreResult<Vec<i64>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    tx.ints(
+        "SELECT image_seq FROM image_listing WHERE scope = $1 AND node_id = $2 AND position >= $3 \
+         ORDER BY position LIMIT $4",
+        &[
+            scope.into(),
+            node.into(),
+            to_i64(offset, "offset")?.into(),
+            to_i64(limit, "limit")?.into(),
+        ],
+    )
+    .await
+}
+
+/// Listing path: no filter but (maybe) the node; public images first, then the viewer's own
+/// and shared-in ones. Two counter lookups and at most two seeks, whatever the catalog size.
+async fn page_from_listings(tx: &mut dyn Session, query: &ImageQuery) -> StoreResult<(Vec<i64>, u64)> {
+    let (viewer, node) = (
+        query.viewer.as_str(),
+        query.node.as_ref().map_or(ALL_NODES, NodeId::as_str),
+    );
+    let system_total = listing_count(tx, SYSTEM_SCOPE, node).await?;
+    let own_total = listing_count(tx, viewer, node).await?;
+    let (offset, limit) = (query.page.offset(), query.page.limit());
+    let mut seqs = Vec::new();
+    if offset < system_total {
+        seqs = listing_page(tx, SYSTEM_SCOPE, node, offset, limit).await?;
+        let remaining = limit.saturating_sub(seqs.len() as u64);
+        seqs.extend(listing_page(tx, viewer, node, 0, remaining).await?);
+    } else if offset - system_total < own_total {
+        seqs = listing_page(tx, viewer, node, offset - system_total, limit).await?;
+    }
+    Ok((seqs, system_total + own_total))
+}
+
+/// Filter path: an exact ID, name or snapshot narrows the candidates through an index, so the
+/// cost grows with the matches, not with the catalog.
+async fn page_from_filters(tx: &mut dyn Session, query: &ImageQuery) -> StoreResult<(Vec<i64>, u64)> {
+    let mut conditions = Conditions::new(
+        "i.status = 'Available' AND (i.owner_id IS NULL OR i.owner_id = $1 OR EXISTS (SELECT 1 FROM image_shares s \
+         WHERE s.image_seq = i.seq AND s.account_id = $1))",
+        query.viewer.as_str(),
+    );
+    if let Some(id) = &query.image_id {
+        conditions.push(id.as_str(), |n| format!("i.id = ${n}"));
+    }
+    if let Some(name) = &query.image_name {
+        conditions.push(name, |n| format!("i.name = ${n}"));
+    }
+    if let Some(snapshot) = &query.snapshot_id {
+        conditions.push(snapshot, |n| format!("i.snapshot_id = ${n}"));
+    }
+    if let Some(node) = &query.node {
+        conditions.push(node.as_str(), |n| {
+            format!("EXISTS (SELECT 1 FROM image_nodes n WHERE n.image_seq = i.seq AND n.node_id = ${n})")
+        });
+    }
+    conditions
+        .page(tx, "(i.owner_id IS NOT NULL), i.seq", query.page)
+        .await
+}
+
+impl Store {
+    fn images(&self) -> Images {
+        Images {
+            dialect: self.dialect,
+        }
+    }
+
+    async fn create_image_once(&self, new: &NewImage) -> StoreResult<()> {
+        self.write(|mut tx| async move {
+            let mut counts = CountChanges::default();
+            self.images().insert(&mut *tx, &mut counts, new).await?;
+            // Born Available: the upload is already over, so release the build instance now.
+            if let (ens_domain::ImageStatus::Available, Some(instance)) =
+                (new.image.status, &new.release_instance)
+            {
+                tx.execute("DELETE FROM instances WHERE id = $1", &[instance.as_str().into()])
+                    .await?;
+            }
+            counts.apply(&mut *tx).await?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+}
+
+/// What a request and the server's background tasks need of storage.
+///
+/// Every write is one transaction: acknowledged means committed.
+#[async_trait]
+pub trait RequestStore: Send + Sync + 'static {
+    /// The store whose rules these are; a test double may override any method instead.
+    fn store(&self) -> &Store;
+
+    /// Connection pool usage now, when the engine pools connections.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        self.store().engine.pool_stats()
+    }
+
+    /// Records that server `replica` is alive at `now` and returns how many replicas were
+    /// alive in the last `window` (itself included). Per-replica limits, such as the
+    /// request rate, are divided by this count.
+    async fn heartbeat(&self, replica: &str, now: OffsetDateTime, window: Duration) -> StoreResult<u32> {
+        let (now_ms, since) = (millis(now)?, millis(now - window)?);
+        self.store().write(|mut tx| async move {
+            tx.execute(
+                "INSERT INTO replica_heartbeats (replica, last_seen) VALUES ($1, $2) ON CONFLICT (replica) DO UPDATE \
+                 SET last_seen = CASE WHEN excluded.last_seen > replica_heartbeats.last_seen \
+                 THEN excluded.last_seen ELSE replica_heartbeats.last_seen END",
+                &[replica.into(), now_ms.into()],
+            )
+            .await?;
+            // Replicas silent for a whole window are gone (a restarted server announces
+            // itself under a new name); forgetting them keeps the table small.
+            tx.execute("DELETE FROM replica_heartbeats WHERE last_seen < $1", &[since.into()])
+                .await?;
+            let live = tx
+                .count("SELECT COUNT(*) FROM replica_heartbeats WHERE last_seen >= $1", &[since.into()])
+                .await?;
+            Ok((tx, u32::try_from(live.max(1)).map_err(corrupt)?))
+        })
+        .await
+    }
+
+    /// Looks up a key by ID, whatever its status.
+    async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>> {
+        let mut tx = self.store().session(Access::ReadOne).await?;
+        let row = tx
+            .row(
+                "SELECT account_id, user_name, secret, status FROM access_keys WHERE id = $1",
+                &[id.as_str().into()],
+            )
+            .await?;
+        row.map(|mut row| {
+            Ok(StoredAccessKey {
+                id: id.clone(),
+                principal: principal_from(&mut row, 0, 1)?,
+                secret: row.text(2)?,
+                status: AccessKeyStatus::from_stored(&row.text(3)?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records each claimed nonce as used with its key until its `expires_at`, all in one
+    /// round trip: the server gathers the claims of concurrent requests into one call.
+    /// Returns, in order, whether each claim won; `false` means the nonce was already
+    /// recorded and has not expired at `now` (a replay). The claims must be distinct.
+    async fn claim_nonces(&self, claims: &[NonceClaim], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        self.store().claim_nonce_batch(claims, now).await
+    }
+
+    /// Forgets nonces whose replay window has passed; returns how many.
+    async fn prune_nonces(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let mut tx = self.store().session(Access::Nonces).await?;
+        tx.execute(
+            "DELETE FROM used_nonces WHERE expires_at <= $1",
+            &[now.unix_timestamp().into()],
+        )
+        .await
+    }
+
+    /// The documents of every policy attached to a user, read fresh on each call.
+    async fn user_policy_documents(
+        &self,
+        account: &AccountId,
+        user: &RamUserName,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.store().session(Access::ReadOne).await?;
+        tx.texts(
+            "SELECT p.document FROM policy_attachments a JOIN policies p \
+             ON p.account_id = a.account_id AND p.name = a.policy_name \
+             WHERE a.account_id = $1 AND a.user_name = $2 ORDER BY p.name",
+            &[account.as_str().into(), user.as_str().into()],
+        )
+        .await
+    }
+
+    /// Appends audit entries, all in one write: the server gathers the entries of
+    /// concurrent requests into one call.
+    async fn record_audits(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        self.store().insert_audits(entries).await
+    }
+
+    /// Whether a public catalog has been loaded (the server is ready once it has).
+    async fn has_catalog(&self) -> StoreResult<bool> {
+        let found = self
+            .store()
+            .session(Access::ReadOne)
+            .await?
+            .rows(
+                "SELECT value FROM store_metadata WHERE name = 'catalog_loaded'",
+                &[],
+            )
+            .await?;
+        Ok(!found.is_empty())
+    }
+
+    /// Whether `node` is a known ENS node.
+    async fn node_exists(&self, node: &NodeId) -> StoreResult<bool> {
+        let mut tx = self.store().session(Access::ReadOne).await?;
+        tx.exists("SELECT 1 FROM nodes WHERE id = $1", &[node.as_str().into()])
+            .await
+    }
+
+    /// A registered instance.
+    async fn instance(&self, id: &str) -> StoreResult<Option<Instance>> {
+        let mut tx = self.store().session(Access::ReadOne).await?;
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1");
+        tx.row(&sql, &[id.into()])
+            .await?
+            .map(instance_from_row)
+            .transpose()
+    }
+
+    /// A registered snapshot.
+    async fn snapshot(&self, id: &str) -> StoreResult<Option<Snapshot>> {
+        let mut tx = self.store().session(Access::ReadOne).await?;
+        let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = $1");
+        tx.row(&sql, &[id.into()])
+            .await?
+            .map(snapshot_from_row)
+            .transpose()
+    }
+
+    /// Stores a new custom image under a fresh ID and returns it.
+    async fn create_image(&self, mut new: NewImage) -> StoreResult<Image> {
+        // A collision among 36^25 IDs is next to impossible; a few retries make it harmless.
+        let disks = new.image.disk_device_mappings.clone();
+        for _ in 0..5 {
+            new.image.id = ImageId::parse(&new_custom_image_id()).map_err(corrupt)?;
+            for (disk, template) in new.image.disk_device_mappings.iter_mut().zip(&disks) {
+                if template.image_id.is_empty() {
+                    disk.image_id = new.image.id.as_str().to_owned();
+                }
+            }
+            match self.store().create_image_once(&new).await {
+                Ok(()) => return Ok(new.image),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Conflict("fresh image ID".into()))
+    }
+
+    /// the next step ends `step` later. Each transition happens once, whoever calls this.
+    /// Returns how many images moved.
+    async fn advance_image_builds(&self, now: OffsetDateTime, step: Duration) -> StoreResult<u64> {
+        let (now_ms, next_due) = (millis(now)?, millis(now + step)?);
+        let images = self.store().images();
+        // Rows another replica is advancing right now are skipped, not waited for: that
+        // replica moves them, and they are no longer due once it commits.
+        let due_sql = format!(
+            "SELECT seq, owner_id, status, build_failure, release_instance FROM images \
+             WHERE build_due_at IS NOT NULL AND build_due_at <= $1 ORDER BY build_due_at, seq LIMIT $2{}",
+            self.store().dialect.lock(Lock::UpdateSkipLocked)
+        );
+        let due_sql = due_sql.as_str();
+        self.store()
+            .write(|mut tx| async move {
+                let mut counts = CountChanges::default();
+                let due = tx.rows(due_sql, &[now_ms.into(), BUILD_BATCH.into()]).await?;
+                let mut moved = 0;
+                for mut row in due {
+                    let (seq, status) = (row.int(0)?, status_from(&row.text(2)?)?);
+                    let Some(next) = status.after_build_step(failure_from(row.maybe_text(3)?)?) else {
+                        tx.execute(
+                            "UPDATE images SET build_due_at = NULL WHERE seq = $1",
+                            &[seq.into()],
+                        )
+                        .await?;
+                        continue;
+                    };
+                    let due_at = next.is_building().then_some(next_due);
+                    let changed = tx
+                        .execute(
+                            "UPDATE images SET status = $1, build_due_at = $2 WHERE seq = $3 AND status = $4",
+                            &[
+                                next.as_str().into(),
+                                due_at.into(),
+                                seq.into(),
+                                status.as_str().into(),
+                            ],
+                        )
+                        .await?;
+                    if changed == 0 {
+                        // Another writer changed the status since it was read: not ours to move.
+                        continue;
+                    }
+                    if next == ens_domain::ImageStatus::Available {
+                        let owner = row.maybe_text(1)?;
+                        let nodes = image_nodes(&mut *tx, seq).await?;
+                        let scope = owner.as_deref().unwrap_or(SYSTEM_SCOPE);
+                        images
+                            .add_to_listings(&mut *tx, &mut counts, scope, seq, &nodes)
+                            .await?;
+                        if let Some(instance) = row.maybe_text(4)? {
+                            tx.execute("DELETE FROM instances WHERE id = $1", &[instance.as_str().into()])
+                                .await?;
+                        }
+                    }
+                    moved += 1;
+                }
+                counts.apply(&mut *tx).await?;
+                Ok((tx, moved))
+            })
+            .await
+    }
+
+    /// An image `viewer` can see (public, own or shared-in), in any status, with every node.
+    async fn visible_image(&self, viewer: &AccountId, id: &ImageId) -> StoreResult<Option<ImageView>> {
+        let mut tx = self.store().session(Access::Read).await?;
+        let Some((seq, image)) = self.store().images().by_id(&mut *tx, id, None).await? else {
+            return Ok(None);
+        };
+        let visible = match &image.owner {
+            None => true,
+            Some(owner) if owner == viewer => true,
+            Some(_) => is_shared_with(&mut *tx, seq, viewer).await?,
+        };
+        if !visible {
+            return Ok(None);
+        }
+        let images = self.store().images().load(&mut *tx, &[seq], true).await?;
+        tx.commit().await?;
+        Ok(views(images, viewer, None).pop())
+    }
+
+    /// Renames an image of `owner`.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when a rule of `ens_domain::rules` refuses it.
+    async fn rename_image(&self, owner: &AccountId, id: &ImageId, name: &str) -> StoreResult<()> {
+        self.store()
+            .write(|mut tx| async move {
+                let (seq, _) = self
+                    .store()
+                    .images()
+                    .owned(&mut *tx, owner, id, Some(Lock::Update))
+                    .await?;
+                tx.execute(
+                    "UPDATE images SET name = $1 WHERE seq = $2",
+                    &[name.into(), seq.into()],
+                )
+                .await?;
+                Ok((tx, ()))
+            })
+            .await
+    }
+
+    /// Deletes an image of `owner`, atomically with the rule checks.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when a rule of `ens_domain::rules` refuses it.
+    async fn delete_image(&self, owner: &AccountId, id: &ImageId) -> StoreResult<()> {
+        self.store()
+            .write(|mut tx| async move {
+                let mut counts = CountChanges::default();
+                // The lock makes concurrent shares, renames and instance registrations of this
+                // image wait; each statement below then sees what they committed.
+                let (seq, image) = self
+                    .store()
+                    .images()
+                    .owned(&mut *tx, owner, id, Some(Lock::Update))
+                    .await?;
+                let shares = tx
+                    .count(
+                        "SELECT COUNT(*) FROM image_shares WHERE image_seq = $1",
+                        &[seq.into()],
+                    )
+                    .await?;
+                // The first-registered instance that runs the image is the one named.
+                let used_by = tx
+                    .texts(
+                        "SELECT id FROM instances WHERE image_id = $1 ORDER BY seq LIMIT 1",
+                        &[id.as_str().into()],
+                    )
+                    .await?;
+                ensure_deletable(&image, shares, used_by.first().map(String::as_str))?;
+                self.store()
+                    .images()
+                    .remove_from_listings(&mut *tx, &mut counts, owner.as_str(), seq)
+                    .await?;
+                tx.execute("DELETE FROM images WHERE seq = $1", &[seq.into()])
+                    .await?;
+                counts.apply(&mut *tx).await?;
+                Ok((tx, ()))
+            })
+            .await
+    }
+
+    /// Adds and removes share targets of an image of `owner`, atomically.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when a rule of `ens_domain::rules` refuses it.
+    async fn modify_image_shares(
+        &self,
+        owner: &AccountId,
+        id: &ImageId,
+        add: &[AccountId],
+        remove: &[AccountId],
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let created = format_time(now)?;
+        let created = created.as_str();
+        let images = self.store().images();
+        self.store().write(|mut tx| async move {
+            let mut counts = CountChanges::default();
+            let (seq, image) = images.owned(&mut *tx, owner, id, Some(Lock::Update)).await?;
+            for account in add {
+                if !tx.exists("SELECT 1 FROM accounts WHERE id = $1", &[account.as_str().into()]).await? {
+                    return Err(ImageError::UnknownAccount(account.clone()).into());
+                }
+            }
+            for account in remove {
+                let removed = tx
+                    .execute(
+                        "DELETE FROM image_shares WHERE image_seq = $1 AND account_id = $2",
+                        &[seq.into(), account.as_str().into()],
+                    )
+                    .await?;
+                if removed > 0 {
+                    images.remove_from_listings(&mut *tx, &mut counts, account.as_str(), seq).await?;
+                }
+            }
+            if !add.is_empty() {
+                let mut after = tx
+                    .count("SELECT COUNT(*) FROM image_shares WHERE image_seq = $1", &[seq.into()])
+                    .await?;
+                for account in add {
+                    if !is_shared_with(&mut *tx, seq, account).await? {
+                        after += 1;
+                    }
+                }
+                ensure_shareable(&image, add, after)?;
+                let nodes = image_nodes(&mut *tx, seq).await?;
+                for account in add {
+                    let inserted = tx
+                        .execute(
+                            "INSERT INTO image_shares (image_seq, account_id, created_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT DO NOTHING",
+                            &[seq.into(), account.as_str().into(), created.into()],
+                        )
+                        .await?;
+                    if inserted > 0 {
+                        images.add_to_listings(&mut *tx, &mut counts, account.as_str(), seq, &nodes).await?;
+                    }
+                }
+            }
+            counts.apply(&mut *tx).await?;
+            Ok((tx, ()))
+        })
+        .await
+    }
+
+    /// One page of the accounts an image of `owner` is shared with, oldest share first.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when the caller does not own the image.
+    async fn image_shares(
+        &self,
+        owner: &AccountId,
+        id: &ImageId,
+        account: Option<&AccountId>,
+        page: PageRequest,
+    ) -> StoreResult<Page<ImageShare>> {
+        let mut tx = self.store().session(Access::Read).await?;
+        let (seq, _) = self.store().images().owned(&mut *tx, owner, id, None).await?;
+        let filter = account.map(AccountId::as_str);
+        let total = tx
+            .count(
+                "SELECT COUNT(*) FROM image_shares WHERE image_seq = $1 AND ($2 IS NULL OR account_id = $2)",
+                &[seq.into(), filter.into()],
+            )
+            .await?;
+        let rows = tx
+            .rows(
+                "SELECT account_id, created_at FROM image_shares WHERE image_seq = $1 AND ($2 IS NULL OR account_id = $2) \
+                 ORDER BY created_at, account_id LIMIT $3 OFFSET $4",
+                &[
+                    seq.into(),
+                    filter.into(),
+                    to_i64(page.limit(), "limit")?.into(),
+                    to_i64(page.offset(), "offset")?.into(),
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        let items = rows
+            .into_iter()
+            .map(|mut row| {
+                Ok(ImageShare {
+                    account: account_from(&row.text(0)?)?,
+                    created_at: parse_time(&row.text(1)?)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            total_count: total,
+            request: page,
+        })
+    }
+
+    /// One page of the caller's own and shared-in custom images, in any status, each with
+    /// every node.
+    async fn describe_self_images(&self, query: &SelfImageQuery) -> StoreResult<Page<ImageView>> {
+        let mut conditions = Conditions::new(
+            "i.seq IN (SELECT seq FROM images WHERE owner_id = $1 \
+             UNION ALL SELECT image_seq FROM image_shares WHERE account_id = $1)",
+            query.viewer.as_str(),
+        );
+        if let Some(id) = &query.image_id_contains {
+            conditions.push(id, |n| self.store().dialect.contains_folded("i.id", n));
+        }
+        if let Some(name) = &query.image_name_contains {
+            conditions.push(name, |n| self.store().dialect.contains_folded("i.name", n));
+        }
+        if let Some(snapshot) = &query.snapshot_id {
+            conditions.push(snapshot, |n| format!("i.snapshot_id = ${n}"));
+        }
+        let mut tx = self.store().session(Access::Read).await?;
+        let (seqs, total_count) = conditions.page(&mut *tx, "i.seq", query.page).await?;
+        let images = self.store().images().load(&mut *tx, &seqs, true).await?;
+        tx.commit().await?;
+        Ok(Page {
+            items: views(images, &query.viewer, None),
+            total_count,
+            request: query.page,
+        })
+    }
+
+    /// Every public image, with an OS type filter (case-insensitive), each with every node.
+    async fn public_images(&self, os_type: Option<&str>) -> StoreResult<Vec<Image>> {
+        let mut tx = self.store().session(Access::Read).await?;
+        let sql = format!(
+            "SELECT seq FROM images WHERE owner_id IS NULL AND ($1 IS NULL OR lower(os_type) = {}) ORDER BY seq",
+            self.store().dialect.lower_param(1)
+        );
+        let seqs = tx.ints(&sql, &[os_type.into()]).await?;
+        let images = self.store().images().load(&mut *tx, &seqs, true).await?;
+        tx.commit().await?;
+        Ok(images)
+    }
+
+    /// One page of the images `query.viewer` may see, matching the query.
+    ///
+    /// Only `Available` images are listed. Order: public images first, then the viewer's own
+    /// and shared-in images, each group in the order the images entered the self.store(). An item
+    /// names one node (`RegionId`), so each image carries only its first node: public images
+    /// can each be on dozens.
+    async fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>> {
+        let mut tx = self.store().session(Access::Read).await?;
+        let filtered = query.image_id.is_some() || query.image_name.is_some() || query.snapshot_id.is_some();
+        let (seqs, total_count) = if filtered {
+            page_from_filters(&mut *tx, query).await?
+        } else {
+            page_from_listings(&mut *tx, query).await?
+        };
+        let images = self.store().images().load(&mut *tx, &seqs, false).await?;
+        tx.commit().await?;
+        Ok(Page {
+            items: views(images, &query.viewer, query.node.as_ref()),
+            total_count,
+            request: query.page,
+        })
+    }
+}
+
+impl RequestStore for Store {
+    fn store(&self) -> &Store {
+        self
+    }
+}
