@@ -20,5 +20,5 @@ pub use image::{
 };
 pub use page::{Page, PageNumber, PageRequest, PageSize};
 pub use rules::ImageError;
-pub use source::{Instance, Snapshot};
+pub use source::{CustomImagePlan, CustomImageSource, Instance, NewCustomImage, Snapshot};
 pub use validation::InvalidField;

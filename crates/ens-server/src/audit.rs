@@ -32,10 +32,7 @@ impl AuditLog {
 
 fn record_batch(store: Arc<dyn RequestStore>, batch: Vec<AuditEntry>) -> BatchWrite<()> {
     Box::pin(async move {
-        let outcome = store
-            .record_audits(&batch)
-            .await
-            .map_err(|error| BatchError::from(&error));
+        let outcome = store.record_audits(&batch).await.map_err(BatchError::from);
         vec![outcome; batch.len()]
     })
 }

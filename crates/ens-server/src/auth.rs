@@ -5,7 +5,6 @@ use ens_protocol::{ApiError, Credentials, ErrorCode};
 use ens_store::NonceClaim;
 use time::OffsetDateTime;
 
-use crate::batch::BatchError;
 use crate::error::ServerError;
 use crate::AppState;
 
@@ -46,21 +45,9 @@ pub async fn authenticate(
         nonce: credentials.nonce.clone(),
         expires_at: now + state.config.nonce_window,
     };
-    match state.nonces.claim(claim, now).await {
-        Ok(true) => {}
-        Ok(false) => return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into()),
-        Err(
-            error @ BatchError::Store {
-                unavailable: true, ..
-            },
-        ) => {
-            tracing::warn!(%error, "store unavailable");
-            return Err(ApiError::new(ErrorCode::ServiceUnavailable).into());
-        }
-        Err(error) => {
-            tracing::error!(%error, "store failure");
-            return Err(ApiError::new(ErrorCode::InternalError).into());
-        }
+    // A failed claim is a store failure like any other (ServerError maps it to the wire).
+    if !state.nonces.claim(claim, now).await? {
+        return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into());
     }
     Ok(Caller {
         principal: key.principal,

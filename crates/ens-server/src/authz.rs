@@ -7,27 +7,14 @@
 
 use std::net::IpAddr;
 
-use ens_policy::{
-    evaluate, image_arn, AccessRequest, Decision, PolicyDocument, RequestContext, ALL_RESOURCES,
-};
-use ens_protocol::{Action, ApiError, Call, ErrorCode};
+use ens_policy::{evaluate, AccessRequest, Decision, PolicyDocument, RequestContext};
+use ens_protocol::{ApiError, ErrorCode};
 use time::OffsetDateTime;
 
 use crate::auth::Caller;
 use crate::error::ServerError;
+use crate::operation::Operation;
 use crate::AppState;
-
-/// The resource a call acts on, as its API page documents it: one image for the calls
-/// that name the image resource (`acs:ens::{account}:image/{ImageId}`), all resources
-/// (`*`) for the others.
-#[must_use]
-pub fn resource_of(action: Action, call: &Call, account: &str) -> String {
-    let names_image = matches!(action, Action::DeleteImage | Action::ModifyImageSharePermission);
-    match call.params.get("ImageId") {
-        Some(image) if names_image && !image.is_empty() => image_arn(None, account, image),
-        _ => ALL_RESOURCES.to_owned(),
-    }
-}
 
 /// What the conditions of a policy may look at.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +25,16 @@ pub struct Context {
     pub secure_transport: bool,
 }
 
-/// Refuses the call unless the caller may run it.
+/// Refuses the call unless the caller may run `operation`'s RAM action on `resource`, which
+/// is `operation.resource(..)` for the caller's account (computed once by the pipeline, which
+/// also audits it).
 ///
 /// # Errors
 /// `NoPermission` when denied (explicitly or by default).
 pub async fn authorize(
     state: &AppState,
     caller: &Caller,
-    call: &Call,
+    operation: &Operation,
     resource: &str,
     context: Context,
     now: OffsetDateTime,
@@ -77,7 +66,7 @@ pub async fn authorize(
     let decision = evaluate(
         &references,
         &AccessRequest {
-            action: call.action.ram_action(),
+            action: operation.ram_action(),
             resource,
             context: &request_context,
         },
@@ -94,7 +83,7 @@ pub async fn authorize(
                 ErrorCode::NoPermission,
                 format!(
                     "Permission denied: RAM user {user} may not perform {} on {resource} ({why}).",
-                    call.action.ram_action()
+                    operation.ram_action()
                 ),
             )
             .into())

@@ -24,25 +24,20 @@ const QUEUE_DEPTH: usize = 8192;
 /// Why an item has no answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
-    /// The batch's write failed; `unavailable` when the store was unreachable or busy.
-    #[error("the batched store write failed: {message}")]
-    Store {
-        /// The store's error, for the log.
-        message: String,
-        /// Whether retrying later may succeed.
-        unavailable: bool,
-    },
+    /// The batch's write failed. Every item of the batch gets the same store error, shared
+    /// rather than copied (a `StoreError` cannot be cloned), and left undecided: the server
+    /// turns it into a wire error exactly as it does a direct store failure
+    /// ([`crate::error::ServerError`]), so the two paths cannot disagree.
+    #[error("the batched store write failed: {0}")]
+    Store(Arc<StoreError>),
     /// The writer task is gone (the server is stopping).
     #[error("the batch writer has stopped")]
     Stopped,
 }
 
-impl From<&StoreError> for BatchError {
-    fn from(error: &StoreError) -> Self {
-        Self::Store {
-            message: error.to_string(),
-            unavailable: error.is_unavailable(),
-        }
+impl From<StoreError> for BatchError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(Arc::new(error))
     }
 }
 

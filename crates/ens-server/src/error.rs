@@ -1,8 +1,16 @@
 //! The single place where failures of any layer become wire errors.
+//!
+//! A store failure reaches a request in one of two ways: from the request's own store call
+//! ([`ServerError::Store`]), or from a group-committed write it shared with other requests
+//! ([`ServerError::Batch`], see [`crate::batch`]). Both go through the one mapping,
+//! [`store_error`], so a database that is down answers `ServiceUnavailable` whichever path
+//! noticed it first.
 
 use ens_domain::ImageError;
 use ens_protocol::{Action, ApiError, ErrorCode};
 use ens_store::StoreError;
+
+use crate::batch::BatchError;
 
 /// A failed request, before it is rendered.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +21,9 @@ pub enum ServerError {
     /// The store failed or a domain rule refused the change.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A group-committed write carrying this request's item (its nonce claim) failed.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
 }
 
 /// Why the server cannot start.
@@ -39,15 +50,33 @@ impl ServerError {
     pub fn into_api_error(self, action: Action, request_id: &str) -> ApiError {
         match self {
             Self::Api(error) => error,
-            Self::Store(StoreError::Image(error)) => image_error(action, &error),
-            Self::Store(error) if error.is_unavailable() => {
-                tracing::warn!(request_id, %error, "store unavailable");
-                ApiError::new(ErrorCode::ServiceUnavailable)
-            }
-            Self::Store(error) => {
+            Self::Store(error) => store_error(action, &error, request_id),
+            Self::Batch(BatchError::Store(error)) => store_error(action, &error, request_id),
+            Self::Batch(error @ BatchError::Stopped) => {
                 tracing::error!(request_id, %error, "store failure");
                 ApiError::new(ErrorCode::InternalError)
             }
+        }
+    }
+}
+
+/// The one mapping from a store failure to the wire: a domain rule's refusal as the
+/// operation's API page lists it, an unreachable or busy store as `ServiceUnavailable` (the
+/// SDKs retry it), anything else as `InternalError`. Causes are logged with the RequestId,
+/// never sent.
+///
+/// Only the variants whose meaning the server acts on are named; the database's own errors
+/// are judged by [`StoreError::is_unavailable`], so their payloads stay the store's business.
+fn store_error(action: Action, error: &StoreError, request_id: &str) -> ApiError {
+    match error {
+        StoreError::Image(error) => image_error(action, error),
+        error if error.is_unavailable() => {
+            tracing::warn!(request_id, %error, "store unavailable");
+            ApiError::new(ErrorCode::ServiceUnavailable)
+        }
+        error => {
+            tracing::error!(request_id, %error, "store failure");
+            ApiError::new(ErrorCode::InternalError)
         }
     }
 }
@@ -82,5 +111,74 @@ fn image_error(action: Action, error: &ImageError) -> ApiError {
         ImageError::ShareLimit | ImageError::ShareWithOwner | ImageError::UnknownAccount(_) => {
             ApiError::invalid_parameter("AddAccounts", &detail)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Store failures the server meets, built afresh each time (`StoreError` is not `Clone`).
+    fn failures() -> Vec<fn() -> StoreError> {
+        vec![
+            || StoreError::Image(ImageError::NotFound),
+            || StoreError::Image(ImageError::PublicImage),
+            || StoreError::Image(ImageError::InUse("i-1".into())),
+            || StoreError::NotFound("image m-1".into()),
+            || StoreError::Conflict("image m-1".into()),
+            || StoreError::Invalid("negative size".into()),
+        ]
+    }
+
+    #[test]
+    fn a_batched_store_failure_answers_like_a_direct_one() {
+        for action in Action::ALL {
+            for failure in failures() {
+                let direct = ServerError::Store(failure()).into_api_error(action, "R");
+                let batched = ServerError::from(BatchError::from(failure())).into_api_error(action, "R");
+                assert_eq!(direct, batched, "{action:?}: {}", failure());
+            }
+        }
+    }
+
+    #[test]
+    fn store_failures_that_are_not_domain_refusals_are_internal() {
+        for failure in [
+            StoreError::NotFound("image m-1".into()),
+            StoreError::Conflict("image m-1".into()),
+            StoreError::Invalid("negative size".into()),
+        ] {
+            let error = ServerError::Store(failure).into_api_error(Action::CreateImage, "R");
+            assert_eq!(error, ApiError::new(ErrorCode::InternalError));
+        }
+        let stopped = ServerError::Batch(BatchError::Stopped).into_api_error(Action::DescribeImages, "R");
+        assert_eq!(stopped, ApiError::new(ErrorCode::InternalError));
+    }
+
+    #[test]
+    fn domain_refusals_follow_each_operations_page() {
+        let code = |action, error| {
+            ServerError::Store(StoreError::Image(error))
+                .into_api_error(action, "R")
+                .code
+                .wire_code()
+                .into_owned()
+        };
+        assert_eq!(
+            code(Action::DeleteImage, ImageError::NotFound),
+            "Error.DeleteImage"
+        );
+        assert_eq!(
+            code(Action::ModifyImageAttribute, ImageError::NotFound),
+            "InvalidParameter.ImageId"
+        );
+        assert_eq!(
+            code(Action::ModifyImageSharePermission, ImageError::PublicImage),
+            "InvalidImageType.NotSupported"
+        );
+        assert_eq!(
+            code(Action::DeleteImage, ImageError::InUse("i-1".into())),
+            "Forbidden.DelerrorteImage"
+        );
     }
 }

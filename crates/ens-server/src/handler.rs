@@ -12,15 +12,16 @@ use axum::routing::{any, get};
 use axum::Router;
 use ens_policy::ALL_RESOURCES;
 use ens_protocol::render::{render_error, render_success};
-use ens_protocol::{parse_call, Action, ApiError, Call, ErrorCode, Format, RawRequest};
+use ens_protocol::{parse_call, Action, ApiError, ErrorCode, Format, RawRequest};
 use ens_store::AuditEntry;
 use http_body_util::BodyExt;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::auth::{authenticate, Caller};
-use crate::authz::{authorize, resource_of, Context};
+use crate::authz::{authorize, Context};
 use crate::error::ServerError;
+use crate::operation::Operation;
 use crate::ops::dispatch;
 use crate::AppState;
 
@@ -221,6 +222,9 @@ async fn run(
         Ok(call) => call,
         Err(failure) => return refused(failure.error, failure.format),
     };
+    // Read once, here; an invalid one is answered in dispatch, after authentication and
+    // authorization, which the cloud checks first.
+    let operation = Operation::parse(&call);
     let source_ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -231,7 +235,6 @@ async fn run(
     let mut retry_after = None;
     let result: Result<_, ServerError> = async {
         let authenticated = authenticate(state, &call.credentials, now).await?;
-        let account = authenticated.principal.account.as_str().to_owned();
         caller = Some(authenticated.clone());
         if let Some(throttle) = &state.throttle {
             if let Err(wait) = throttle.take(authenticated.access_key_id.as_str(), Instant::now()) {
@@ -239,13 +242,13 @@ async fn run(
                 return Err(ApiError::new(ErrorCode::ThrottlingUser).into());
             }
         }
-        resource = resource_of(call.action, &call, &account);
+        resource = operation.resource(&authenticated.principal.account);
         let context = Context {
             source_ip,
             secure_transport: state.secure_transport,
         };
-        authorize(state, &authenticated, &call, &resource, context, now).await?;
-        dispatch(state, &authenticated, &call, request_id, now).await
+        authorize(state, &authenticated, &operation, &resource, context, now).await?;
+        dispatch(state, &authenticated, &operation, request_id, now).await
     }
     .await;
     if matches!(&result, Err(ServerError::Store(error)) if !matches!(error, ens_store::StoreError::Image(_)))
@@ -254,10 +257,11 @@ async fn run(
     }
     let result = result
         .map(|body| render_success(&body, call.format))
-        .map_err(|error| error.into_api_error(call.action, request_id));
+        .map_err(|error| error.into_api_error(operation.action(), request_id));
     audit(
         state,
-        &call,
+        &operation,
+        &call.credentials.access_key_id,
         caller.as_ref(),
         &resource,
         source_ip,
@@ -269,20 +273,9 @@ async fn run(
     Outcome {
         format: call.format,
         result,
-        action: Some(call.action),
+        action: Some(operation.action()),
         retry_after,
     }
-}
-
-/// Whether an action changes state (and so is always audited).
-fn is_write(action: Action) -> bool {
-    matches!(
-        action,
-        Action::CreateImage
-            | Action::DeleteImage
-            | Action::ModifyImageAttribute
-            | Action::ModifyImageSharePermission
-    )
 }
 
 /// Whether an error refused the caller (as opposed to its input), and so is audited.
@@ -300,12 +293,15 @@ fn is_denial(code: &ErrorCode) -> bool {
     )
 }
 
-/// Records every write and every refused call. A failure to record is logged; the answer
-/// already reflects what happened.
+/// Records every write and every refused call, by what `operation` asks (action, whether it
+/// writes) and the `resource` it was authorized against (`*` when refused before that).
+/// `access_key_id` is the key the caller named, verified or not. A failure to record is
+/// logged; the answer already reflects what happened.
 #[allow(clippy::too_many_arguments)]
 async fn audit(
     state: &AppState,
-    call: &Call,
+    operation: &Operation,
+    access_key_id: &str,
     caller: Option<&Caller>,
     resource: &str,
     source_ip: Option<std::net::IpAddr>,
@@ -314,8 +310,8 @@ async fn audit(
     result: &Result<String, ApiError>,
 ) {
     let outcome = match result {
-        Ok(_) if is_write(call.action) => "Success".to_owned(),
-        Err(error) if is_write(call.action) || is_denial(&error.code) => error.code.wire_code().into_owned(),
+        Ok(_) if operation.writes() => "Success".to_owned(),
+        Err(error) if operation.writes() || is_denial(&error.code) => error.code.wire_code().into_owned(),
         _ => return,
     };
     let entry = AuditEntry {
@@ -323,8 +319,8 @@ async fn audit(
         request_id: request_id.to_owned(),
         account: caller.map(|c| c.principal.account.clone()),
         user: caller.and_then(|c| c.principal.user.clone()),
-        access_key_id: Some(call.credentials.access_key_id.clone()),
-        action: call.action.as_str().to_owned(),
+        access_key_id: Some(access_key_id.to_owned()),
+        action: operation.action().as_str().to_owned(),
         resource: resource.to_owned(),
         source_ip: source_ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
         outcome,

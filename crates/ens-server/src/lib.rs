@@ -1,9 +1,12 @@
 //! The HTTP front of ens-images.
 //!
-//! Every request runs one pipeline, top to bottom: parse the call (cheap, no secrets), look up
-//! the AccessKey, verify the signature, the clock and the nonce, then dispatch the operation
-//! and render the result or the error in the caller's format. Errors of every layer meet in
-//! [`error::ServerError`], which maps them to the wire once.
+//! Every request runs one pipeline, top to bottom: parse the call (cheap, no secrets) and read
+//! its operation's parameters once (the `operation` module), look up the AccessKey, verify
+//! the signature, the clock and the nonce, authorize the operation, then dispatch it and
+//! render the result or the error in the caller's format. A parameter error waits in the
+//! operation until dispatch, so it is answered only to an authenticated, authorized caller,
+//! as the cloud orders its checks. Errors of every layer meet in [`error::ServerError`],
+//! which maps them to the wire once.
 
 mod audit;
 mod auth;
@@ -13,6 +16,7 @@ pub mod error;
 mod handler;
 pub mod metrics;
 pub mod nonces;
+mod operation;
 mod ops;
 pub mod secrets;
 pub mod throttle;

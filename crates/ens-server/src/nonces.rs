@@ -54,12 +54,12 @@ fn claim_batch(store: Arc<dyn RequestStore>, batch: Vec<(NonceClaim, OffsetDateT
             .map(|(_, now)| *now)
             .min()
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let outcome = store.claim_nonces(&distinct, now).await;
+        let outcome = store.claim_nonces(&distinct, now).await.map_err(BatchError::from);
         slot.into_iter()
             .map(|slot| match (&outcome, slot) {
                 (_, None) => Ok(false),
                 (Ok(won), Some(index)) => Ok(won.get(index).copied().unwrap_or(false)),
-                (Err(error), Some(_)) => Err(BatchError::from(error)),
+                (Err(error), Some(_)) => Err(error.clone()),
             })
             .collect()
     })
