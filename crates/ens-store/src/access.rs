@@ -110,17 +110,8 @@ impl Store {
             let mut rows = Vec::with_capacity(chunk.len());
             for (entry, at) in chunk.iter().zip(&times) {
                 let first = params.len() + 1;
-                rows.push(format!(
-                    "(${first}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    first + 1,
-                    first + 2,
-                    first + 3,
-                    first + 4,
-                    first + 5,
-                    first + 6,
-                    first + 7,
-                    first + 8
-                ));
+                let placeholders: Vec<String> = (first..first + 9).map(|n| format!("${n}")).collect();
+                rows.push(format!("({})", placeholders.join(", ")));
                 params.extend::<[Param<'_>; 9]>([
                     at.as_str().into(),
                     entry.request_id.as_str().into(),

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::access::{insert_key, insert_owner, require, require_account, require_user};
 use crate::engine::{Access, Lock, Row};
-use crate::images::{CountChanges, Images};
+use crate::images::CountChanges;
 use crate::rows::{
     account_from, audit_time, corrupt, format_time, instance_from_row, new_user_id, node_from, parse_time,
     principal_from, snapshot_from_row, to_i64, user_from, INSTANCE_COLUMNS, SNAPSHOT_COLUMNS, SYSTEM_SCOPE,
@@ -68,11 +68,8 @@ pub trait AdminStore: Send + Sync + 'static {
 
     /// Whether any account exists (an empty store gets its owner account at first start).
     async fn has_accounts(&self) -> StoreResult<bool> {
-        Ok(!self
-            .store()
-            .read_all("SELECT 1 FROM accounts LIMIT 1", &[])
-            .await?
-            .is_empty())
+        let mut tx = self.store().session(Access::ReadOne).await?;
+        tx.exists("SELECT 1 FROM accounts LIMIT 1", &[]).await
     }
 
     /// Creates an account and one active AccessKey for it, atomically.
@@ -122,9 +119,7 @@ pub trait AdminStore: Send + Sync + 'static {
         images: &[Image],
         replace_existing: bool,
     ) -> StoreResult<bool> {
-        let writer = Images {
-            dialect: self.store().dialect,
-        };
+        let writer = self.store();
         self.store()
             .write(|mut tx| async move {
                 // Replicas starting together may all try to load the catalog: one at a time, and
@@ -161,9 +156,9 @@ pub trait AdminStore: Send + Sync + 'static {
                         build_failure: None,
                         release_instance: None,
                     };
-                    writer.insert(&mut *tx, &mut counts, &public).await?;
+                    writer.insert_image(&mut *tx, &mut counts, &public).await?;
                 }
-                Images::number_public_listing(&mut *tx).await?;
+                Store::number_public_listing(&mut *tx).await?;
                 tx.execute(
                     "INSERT INTO store_metadata (name, value) VALUES ('catalog_loaded', $1) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -375,16 +370,12 @@ pub trait AdminStore: Send + Sync + 'static {
             .write(|mut tx| async move {
                 require_user(&mut *tx, self.store().dialect, account, name, Lock::Update).await?;
                 let params = [account.as_str().into(), name.as_str().into()];
-                tx.execute(
+                for sql in [
                     "DELETE FROM access_keys WHERE account_id = $1 AND user_name = $2",
-                    &params,
-                )
-                .await?;
-                tx.execute(
                     "DELETE FROM ram_users WHERE account_id = $1 AND name = $2",
-                    &params,
-                )
-                .await?;
+                ] {
+                    tx.execute(sql, &params).await?;
+                }
                 Ok((tx, ()))
             })
             .await
@@ -606,16 +597,14 @@ pub trait AdminStore: Send + Sync + 'static {
         let disks: Vec<String> = instance.data_disks_gib.iter().map(u64::to_string).collect();
         let disks = disks.join(",");
         let disks = disks.as_str();
-        let images = Images {
-            dialect: self.store().dialect,
-        };
+        let images = self.store();
         self.store().write(|mut tx| async move {
             require_account(&mut *tx, &instance.owner).await?;
             require(&mut *tx, "SELECT 1 FROM nodes WHERE id = $1", instance.node.as_str(), "node").await?;
             if let Some(image) = &instance.image_id {
                 // Held until commit: a concurrent delete of the image waits and then sees this
                 // instance (or, if it went first, this instance names a deleted image).
-                images.by_id(&mut *tx, image, Some(Lock::Share)).await?;
+                images.image_by_id(&mut *tx, image, Some(Lock::Share)).await?;
             }
             let inserted = tx
                 .execute(

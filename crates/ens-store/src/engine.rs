@@ -21,29 +21,19 @@ pub enum Param<'a> {
     Ints(&'a [i64]),
 }
 
-impl<'a> From<&'a str> for Param<'a> {
-    fn from(value: &'a str) -> Self {
-        Self::Text(Some(value))
-    }
+/// `Param::from` for each bindable Rust type.
+macro_rules! param_from {
+    ($($type:ty => $variant:ident($wrap:expr)),* $(,)?) => {
+        $(impl<'a> From<$type> for Param<'a> {
+            fn from(value: $type) -> Self {
+                Self::$variant($wrap(value))
+            }
+        })*
+    };
 }
 
-impl<'a> From<Option<&'a str>> for Param<'a> {
-    fn from(value: Option<&'a str>) -> Self {
-        Self::Text(value)
-    }
-}
-
-impl From<i64> for Param<'_> {
-    fn from(value: i64) -> Self {
-        Self::Int(Some(value))
-    }
-}
-
-impl From<Option<i64>> for Param<'_> {
-    fn from(value: Option<i64>) -> Self {
-        Self::Int(value)
-    }
-}
+param_from!(&'a str => Text(Some), Option<&'a str> => Text(std::convert::identity), i64 => Int(Some),
+    Option<i64> => Int(std::convert::identity));
 
 /// One column of a result row, as the engine returned it (booleans arrive as 0 or 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,19 +57,6 @@ impl Row {
             .ok_or_else(|| StoreError::Corrupt(format!("result has no column {index}")))
     }
 
-    /// An integer column (NULL refused).
-    ///
-    /// # Errors
-    /// `Corrupt` when the column is missing or not an integer.
-    pub fn int(&mut self, index: usize) -> StoreResult<i64> {
-        match self.at(index)? {
-            Value::Int(value) => Ok(*value),
-            other => Err(StoreError::Corrupt(format!(
-                "column {index} is {other:?}, not an integer"
-            ))),
-        }
-    }
-
     /// A nullable integer column.
     ///
     /// # Errors
@@ -87,19 +64,9 @@ impl Row {
     pub fn maybe_int(&mut self, index: usize) -> StoreResult<Option<i64>> {
         match self.at(index)? {
             Value::Null => Ok(None),
-            _ => self.int(index).map(Some),
-        }
-    }
-
-    /// Takes a text column out of the row (NULL refused).
-    ///
-    /// # Errors
-    /// `Corrupt` when the column is missing or not a text.
-    pub fn text(&mut self, index: usize) -> StoreResult<String> {
-        match std::mem::replace(self.at(index)?, Value::Null) {
-            Value::Text(value) => Ok(value),
-            other => Err(StoreError::Corrupt(format!(
-                "column {index} is {other:?}, not a text"
+            Value::Int(value) => Ok(Some(*value)),
+            Value::Text(_) => Err(StoreError::Corrupt(format!(
+                "column {index} is a text, not an integer"
             ))),
         }
     }
@@ -109,11 +76,34 @@ impl Row {
     /// # Errors
     /// `Corrupt` when the column is missing or an integer.
     pub fn maybe_text(&mut self, index: usize) -> StoreResult<Option<String>> {
-        match self.at(index)? {
+        match std::mem::replace(self.at(index)?, Value::Null) {
             Value::Null => Ok(None),
-            _ => self.text(index).map(Some),
+            Value::Text(value) => Ok(Some(value)),
+            Value::Int(_) => Err(StoreError::Corrupt(format!(
+                "column {index} is an integer, not a text"
+            ))),
         }
     }
+
+    /// An integer column (NULL refused).
+    ///
+    /// # Errors
+    /// `Corrupt` when the column is missing, NULL or not an integer.
+    pub fn int(&mut self, index: usize) -> StoreResult<i64> {
+        self.maybe_int(index)?.ok_or_else(|| null(index))
+    }
+
+    /// Takes a text column out of the row (NULL refused).
+    ///
+    /// # Errors
+    /// `Corrupt` when the column is missing, NULL or not a text.
+    pub fn text(&mut self, index: usize) -> StoreResult<String> {
+        self.maybe_text(index)?.ok_or_else(|| null(index))
+    }
+}
+
+fn null(index: usize) -> StoreError {
+    StoreError::Corrupt(format!("column {index} is NULL"))
 }
 
 /// What a session is opened for; each engine maps it onto its own isolation and locking.
@@ -255,21 +245,24 @@ impl dyn Session + '_ {
         crate::rows::to_u64(value, "count")
     }
 
+    /// The first column of every row, read with `read` (`Row::int`, `Row::text`).
+    async fn firsts<T>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        read: fn(&mut Row, usize) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let rows = self.rows(sql, params).await?;
+        rows.into_iter().map(|mut row| read(&mut row, 0)).collect()
+    }
+
     /// The first column of every row, as integers.
     pub(crate) async fn ints(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Vec<i64>> {
-        self.rows(sql, params)
-            .await?
-            .into_iter()
-            .map(|mut row| row.int(0))
-            .collect()
+        self.firsts(sql, params, Row::int).await
     }
 
     /// The first column of every row, as texts.
     pub(crate) async fn texts(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Vec<String>> {
-        self.rows(sql, params)
-            .await?
-            .into_iter()
-            .map(|mut row| row.text(0))
-            .collect()
+        self.firsts(sql, params, Row::text).await
     }
 }

@@ -88,42 +88,40 @@ impl GenerateSpec {
     /// # Errors
     /// `Invalid` naming the rule broken.
     pub fn validate(&self) -> StoreResult<()> {
-        let invalid = |message: String| Err(StoreError::Invalid(message));
-        if self.images > MAX_IMAGES {
-            return invalid(format!("at most {MAX_IMAGES} images, asked for {}", self.images));
-        }
-        if self.accounts > MAX_ACCOUNTS {
-            return invalid(format!(
-                "at most {MAX_ACCOUNTS} accounts, asked for {}",
-                self.accounts
-            ));
-        }
-        if self.seed > MAX_SEED {
-            return invalid(format!("the seed is at most {MAX_SEED}, got {}", self.seed));
-        }
-        if self.heavy_images > self.images {
-            return invalid(format!(
-                "heavy images ({}) are counted in the images ({}) and cannot outnumber them",
-                self.heavy_images, self.images
-            ));
-        }
-        if self.images > self.heavy_images && self.accounts == 0 {
-            return invalid(format!(
-                "{} images are left after the heavy account's, but there is no ordinary account to own them",
-                self.images - self.heavy_images
-            ));
-        }
-        if self.shares > 0 && self.accounts < 2 {
-            return invalid(format!(
-                "{} shares need at least 2 ordinary accounts (an image is never shared with its owner), got {}",
-                self.shares, self.accounts
-            ));
-        }
-        if self.shares > self.images {
-            return invalid(format!(
-                "at most one share per image: {} shares for {} images",
-                self.shares, self.images
-            ));
+        let Self {
+            images,
+            accounts,
+            heavy_images: heavy,
+            shares,
+            seed,
+            ..
+        } = *self;
+        let rules = [
+            (images > MAX_IMAGES, format!("at most {MAX_IMAGES} images, asked for {images}")),
+            (accounts > MAX_ACCOUNTS, format!("at most {MAX_ACCOUNTS} accounts, asked for {accounts}")),
+            (seed > MAX_SEED, format!("the seed is at most {MAX_SEED}, got {seed}")),
+            (
+                heavy > images,
+                format!("heavy images ({heavy}) are counted in the images ({images}) and cannot outnumber them"),
+            ),
+            (
+                images > heavy && accounts == 0,
+                format!(
+                    "{} images are left after the heavy account's, but there is no ordinary account to own them",
+                    images.saturating_sub(heavy)
+                ),
+            ),
+            (
+                shares > 0 && accounts < 2,
+                format!(
+                    "{shares} shares need at least 2 ordinary accounts (an image is never shared with its owner), \
+                     got {accounts}"
+                ),
+            ),
+            (shares > images, format!("at most one share per image: {shares} shares for {images} images")),
+        ];
+        if let Some((_, broken)) = rules.into_iter().find(|(broken, _)| *broken) {
+            return Err(StoreError::Invalid(broken));
         }
         Ok(())
     }
@@ -258,33 +256,37 @@ impl Layout {
 
     /// The account index (0: heavy) owning image `i`.
     fn owner(&self, i: &str) -> String {
-        let Self {
-            heavy,
-            big,
-            small,
-            rest,
-            ..
-        } = self;
-        let split = rest * big;
-        format!(
-            "(CASE WHEN {i} < {heavy} THEN 0 WHEN {i} < {heavy} + {split} THEN 1 + ({i} - {heavy}) / {big} \
-             ELSE 1 + {rest} + ({i} - {heavy} - {split}) / {small} END)"
+        self.by_block(
+            i,
+            "0",
+            "1 + ",
+            &format!("/ {}", self.big),
+            &format!("1 + {} + ", self.rest),
+            "/",
         )
     }
 
     /// The rank of image `i` among its owner's images.
     fn rank(&self, i: &str) -> String {
-        let Self {
-            heavy,
-            big,
-            small,
-            rest,
-            ..
-        } = self;
-        let split = rest * big;
+        self.by_block(i, i, "", &format!("% {}", self.big), "", "%")
+    }
+
+    /// An expression of image `i` by where it falls: among the heavy account's images
+    /// (`heavy`), in the first `rest` blocks of `big` images (`{first}(offset {in_big})`) or
+    /// in the blocks of `small` after them (`{after}(offset {op} small)`).
+    fn by_block(
+        &self,
+        i: &str,
+        heavy_value: &str,
+        first: &str,
+        in_big: &str,
+        after: &str,
+        op: &str,
+    ) -> String {
+        let (heavy, small, split) = (self.heavy, self.small, self.rest * self.big);
         format!(
-            "(CASE WHEN {i} < {heavy} THEN {i} WHEN {i} < {heavy} + {split} THEN ({i} - {heavy}) % {big} \
-             ELSE ({i} - {heavy} - {split}) % {small} END)"
+            "(CASE WHEN {i} < {heavy} THEN {heavy_value} WHEN {i} < {heavy} + {split} THEN {first}({i} - {heavy}) {in_big} \
+             ELSE {after}({i} - {heavy} - {split}) {op} {small} END)"
         )
     }
 

@@ -17,7 +17,7 @@ use crate::engine::{Dialect, Lock, Param, Session};
 use crate::rows::{
     format_time, image_from_row, millis, node_from, to_i64, to_u64, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
-use crate::{NewImage, StoreError, StoreResult};
+use crate::{NewImage, Store, StoreError, StoreResult};
 
 /// Numbers the public listing densely per node, in image order. The public catalog is only
 /// ever replaced whole, so its rows are numbered once after a load rather than one by one.
@@ -53,16 +53,10 @@ impl CountChanges {
     }
 }
 
-/// The write-side rules over images, for one engine's dialect.
-#[derive(Clone, Copy)]
-pub(crate) struct Images {
-    pub(crate) dialect: Dialect,
-}
-
-impl Images {
+impl Store {
     /// Holds an account listing's counter row until the transaction ends, so concurrent
     /// writers number that listing one after the other. SQLite's one writer needs nothing.
-    async fn lock_listing(self, tx: &mut dyn Session, scope: &str, node: &str) -> StoreResult<()> {
+    async fn lock_listing(&self, tx: &mut dyn Session, scope: &str, node: &str) -> StoreResult<()> {
         if self.dialect == Dialect::Sqlite {
             return Ok(());
         }
@@ -83,7 +77,7 @@ impl Images {
     /// the rows added. New images come last, so adding one is a seek; an older image shared
     /// later moves the rows after it down by one. Public rows are numbered after the load.
     pub(crate) async fn add_to_listings(
-        self,
+        &self,
         tx: &mut dyn Session,
         counts: &mut CountChanges,
         scope: &str,
@@ -137,7 +131,7 @@ impl Images {
     /// Removes image `seq` from every listing of `scope`, counting the rows removed and
     /// closing the gaps they leave in the numbering.
     pub(crate) async fn remove_from_listings(
-        self,
+        &self,
         tx: &mut dyn Session,
         counts: &mut CountChanges,
         scope: &str,
@@ -173,8 +167,8 @@ impl Images {
     }
 
     /// Writes one image with its nodes and disks, and lists it if it is `Available`.
-    pub(crate) async fn insert(
-        self,
+    pub(crate) async fn insert_image(
+        &self,
         tx: &mut dyn Session,
         counts: &mut CountChanges,
         new: &NewImage,
@@ -269,8 +263,8 @@ impl Images {
     }
 
     /// The image row with this ID (no nodes or disks), whoever owns it, locked as asked.
-    pub(crate) async fn by_id(
-        self,
+    pub(crate) async fn image_by_id(
+        &self,
         tx: &mut dyn Session,
         id: &ImageId,
         lock: Option<Lock>,
@@ -288,14 +282,14 @@ impl Images {
     /// The image of `owner` with this ID, after the ownership rule. With a lock, the image
     /// row stays locked until the transaction ends, so every rule checked afterwards
     /// (shares, instances, status) still holds when it commits.
-    pub(crate) async fn owned(
-        self,
+    pub(crate) async fn owned_image(
+        &self,
         tx: &mut dyn Session,
         owner: &AccountId,
         id: &ImageId,
         lock: Option<Lock>,
     ) -> StoreResult<(i64, Image)> {
-        let Some((seq, image)) = self.by_id(tx, id, lock).await? else {
+        let Some((seq, image)) = self.image_by_id(tx, id, lock).await? else {
             return Err(ImageError::NotFound.into());
         };
         let shared = is_shared_with(tx, seq, owner).await?;
@@ -305,8 +299,8 @@ impl Images {
 
     /// Loads images (disks included) for `seqs`, in that order, with every node or only the
     /// first. Each statement has one shape whatever the number of images, so it stays prepared.
-    pub(crate) async fn load(
-        self,
+    pub(crate) async fn load_images(
+        &self,
         tx: &mut dyn Session,
         seqs: &[i64],
         every_node: bool,

@@ -12,7 +12,7 @@ use ens_domain::{
 use time::OffsetDateTime;
 
 use crate::engine::{Access, Lock, Param, Session};
-use crate::images::{image_nodes, is_shared_with, CountChanges, Images};
+use crate::images::{image_nodes, is_shared_with, CountChanges};
 use crate::rows::{
     account_from, corrupt, failure_from, format_time, instance_from_row, millis, new_custom_image_id,
     parse_time, principal_from, snapshot_from_row, status_from, to_i64, views, ALL_NODES, INSTANCE_COLUMNS,
@@ -151,16 +151,10 @@ async fn page_from_filters(tx: &mut dyn Session, query: &ImageQuery) -> StoreRes
 }
 
 impl Store {
-    fn images(&self) -> Images {
-        Images {
-            dialect: self.dialect,
-        }
-    }
-
     async fn create_image_once(&self, new: &NewImage) -> StoreResult<()> {
         self.write(|mut tx| async move {
             let mut counts = CountChanges::default();
-            self.images().insert(&mut *tx, &mut counts, new).await?;
+            self.insert_image(&mut *tx, &mut counts, new).await?;
             // Born Available: the upload is already over, so release the build instance now.
             if let (ens_domain::ImageStatus::Available, Some(instance)) =
                 (new.image.status, &new.release_instance)
@@ -275,16 +269,9 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// Whether a public catalog has been loaded (the server is ready once it has).
     async fn has_catalog(&self) -> StoreResult<bool> {
-        let found = self
-            .store()
-            .session(Access::ReadOne)
-            .await?
-            .rows(
-                "SELECT value FROM store_metadata WHERE name = 'catalog_loaded'",
-                &[],
-            )
-            .await?;
-        Ok(!found.is_empty())
+        let mut tx = self.store().session(Access::ReadOne).await?;
+        tx.exists("SELECT 1 FROM store_metadata WHERE name = 'catalog_loaded'", &[])
+            .await
     }
 
     /// Whether `node` is a known ENS node.
@@ -338,7 +325,7 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Returns how many images moved.
     async fn advance_image_builds(&self, now: OffsetDateTime, step: Duration) -> StoreResult<u64> {
         let (now_ms, next_due) = (millis(now)?, millis(now + step)?);
-        let images = self.store().images();
+        let images = self.store();
         // Rows another replica is advancing right now are skipped, not waited for: that
         // replica moves them, and they are no longer due once it commits.
         let due_sql = format!(
@@ -401,7 +388,7 @@ pub trait RequestStore: Send + Sync + 'static {
     /// An image `viewer` can see (public, own or shared-in), in any status, with every node.
     async fn visible_image(&self, viewer: &AccountId, id: &ImageId) -> StoreResult<Option<ImageView>> {
         let mut tx = self.store().session(Access::Read).await?;
-        let Some((seq, image)) = self.store().images().by_id(&mut *tx, id, None).await? else {
+        let Some((seq, image)) = self.store().image_by_id(&mut *tx, id, None).await? else {
             return Ok(None);
         };
         let visible = match &image.owner {
@@ -412,7 +399,7 @@ pub trait RequestStore: Send + Sync + 'static {
         if !visible {
             return Ok(None);
         }
-        let images = self.store().images().load(&mut *tx, &[seq], true).await?;
+        let images = self.store().load_images(&mut *tx, &[seq], true).await?;
         tx.commit().await?;
         Ok(views(images, viewer, None).pop())
     }
@@ -426,8 +413,7 @@ pub trait RequestStore: Send + Sync + 'static {
             .write(|mut tx| async move {
                 let (seq, _) = self
                     .store()
-                    .images()
-                    .owned(&mut *tx, owner, id, Some(Lock::Update))
+                    .owned_image(&mut *tx, owner, id, Some(Lock::Update))
                     .await?;
                 tx.execute(
                     "UPDATE images SET name = $1 WHERE seq = $2",
@@ -451,8 +437,7 @@ pub trait RequestStore: Send + Sync + 'static {
                 // image wait; each statement below then sees what they committed.
                 let (seq, image) = self
                     .store()
-                    .images()
-                    .owned(&mut *tx, owner, id, Some(Lock::Update))
+                    .owned_image(&mut *tx, owner, id, Some(Lock::Update))
                     .await?;
                 let shares = tx
                     .count(
@@ -469,7 +454,6 @@ pub trait RequestStore: Send + Sync + 'static {
                     .await?;
                 ensure_deletable(&image, shares, used_by.first().map(String::as_str))?;
                 self.store()
-                    .images()
                     .remove_from_listings(&mut *tx, &mut counts, owner.as_str(), seq)
                     .await?;
                 tx.execute("DELETE FROM images WHERE seq = $1", &[seq.into()])
@@ -494,10 +478,10 @@ pub trait RequestStore: Send + Sync + 'static {
     ) -> StoreResult<()> {
         let created = format_time(now)?;
         let created = created.as_str();
-        let images = self.store().images();
+        let images = self.store();
         self.store().write(|mut tx| async move {
             let mut counts = CountChanges::default();
-            let (seq, image) = images.owned(&mut *tx, owner, id, Some(Lock::Update)).await?;
+            let (seq, image) = images.owned_image(&mut *tx, owner, id, Some(Lock::Update)).await?;
             for account in add {
                 if !tx.exists("SELECT 1 FROM accounts WHERE id = $1", &[account.as_str().into()]).await? {
                     return Err(ImageError::UnknownAccount(account.clone()).into());
@@ -556,7 +540,7 @@ pub trait RequestStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<ImageShare>> {
         let mut tx = self.store().session(Access::Read).await?;
-        let (seq, _) = self.store().images().owned(&mut *tx, owner, id, None).await?;
+        let (seq, _) = self.store().owned_image(&mut *tx, owner, id, None).await?;
         let filter = account.map(AccountId::as_str);
         let total = tx
             .count(
@@ -612,7 +596,7 @@ pub trait RequestStore: Send + Sync + 'static {
         }
         let mut tx = self.store().session(Access::Read).await?;
         let (seqs, total_count) = conditions.page(&mut *tx, "i.seq", query.page).await?;
-        let images = self.store().images().load(&mut *tx, &seqs, true).await?;
+        let images = self.store().load_images(&mut *tx, &seqs, true).await?;
         tx.commit().await?;
         Ok(Page {
             items: views(images, &query.viewer, None),
@@ -629,7 +613,7 @@ pub trait RequestStore: Send + Sync + 'static {
             self.store().dialect.lower_param(1)
         );
         let seqs = tx.ints(&sql, &[os_type.into()]).await?;
-        let images = self.store().images().load(&mut *tx, &seqs, true).await?;
+        let images = self.store().load_images(&mut *tx, &seqs, true).await?;
         tx.commit().await?;
         Ok(images)
     }
@@ -648,7 +632,7 @@ pub trait RequestStore: Send + Sync + 'static {
         } else {
             page_from_listings(&mut *tx, query).await?
         };
-        let images = self.store().images().load(&mut *tx, &seqs, false).await?;
+        let images = self.store().load_images(&mut *tx, &seqs, false).await?;
         tx.commit().await?;
         Ok(Page {
             items: views(images, &query.viewer, query.node.as_ref()),

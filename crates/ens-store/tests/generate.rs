@@ -9,14 +9,13 @@
 mod support;
 
 use ens_domain::{
-    AccessKeyId, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, ImageStatus,
-    NodeId, PageNumber, PageRequest, PageSize,
+    AccessKeyId, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageStatus, NodeId,
 };
 use ens_store::generate::generate_catalog;
 use ens_store::{AdminStore, GenerateSpec, RequestStore, SelfImageQuery, Store, StoreError};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
-use support::PgDatabase;
+use support::{page, query, total, PgDatabase};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -38,24 +37,6 @@ fn spec() -> GenerateSpec {
 
 fn node(index: usize) -> NodeId {
     NodeId::parse("EnsRegionId", &format!("cn-test-{index:02}")).unwrap()
-}
-
-fn page(number: u32, size: u32) -> PageRequest {
-    PageRequest {
-        number: PageNumber::parse(Some(&number.to_string())).unwrap(),
-        size: PageSize::parse(Some(&size.to_string()), 10, 50).unwrap(),
-    }
-}
-
-fn query(viewer: &AccountId, number: u32, size: u32) -> ImageQuery {
-    ImageQuery {
-        viewer: viewer.clone(),
-        node: None,
-        image_id: None,
-        image_name: None,
-        snapshot_id: None,
-        page: page(number, size),
-    }
 }
 
 /// A store as first start leaves it: 18 nodes, 13 public images (some on every node, some
@@ -374,47 +355,28 @@ async fn bad_shapes_and_a_store_without_nodes_are_refused(store: &Store) {
     refused(generate_catalog(store, &spec()).await);
     first_started(store).await;
     let spec = spec();
-    refused(
-        generate_catalog(
-            store,
-            &GenerateSpec {
-                heavy_images: 501,
-                ..spec.clone()
-            },
-        )
-        .await,
-    );
-    refused(
-        generate_catalog(
-            store,
-            &GenerateSpec {
-                accounts: 1,
-                heavy_images: 0,
-                ..spec.clone()
-            },
-        )
-        .await,
-    );
-    refused(
-        generate_catalog(
-            store,
-            &GenerateSpec {
-                accounts: 0,
-                ..spec.clone()
-            },
-        )
-        .await,
-    );
-    refused(
-        generate_catalog(
-            store,
-            &GenerateSpec {
-                shares: 501,
-                ..spec.clone()
-            },
-        )
-        .await,
-    );
+    let shapes = [
+        GenerateSpec {
+            heavy_images: 501,
+            ..spec.clone()
+        },
+        GenerateSpec {
+            accounts: 1,
+            heavy_images: 0,
+            ..spec.clone()
+        },
+        GenerateSpec {
+            accounts: 0,
+            ..spec.clone()
+        },
+        GenerateSpec {
+            shares: 501,
+            ..spec.clone()
+        },
+    ];
+    for shape in &shapes {
+        refused(generate_catalog(store, shape).await);
+    }
     // Nothing was written by the refused calls.
     let heavy = spec.heavy_account().unwrap();
     assert!(store
@@ -422,14 +384,7 @@ async fn bad_shapes_and_a_store_without_nodes_are_refused(store: &Store) {
         .await
         .unwrap()
         .is_none());
-    assert_eq!(
-        store
-            .describe_images(&query(&heavy, 1, 10))
-            .await
-            .unwrap()
-            .total_count,
-        PUBLIC_IMAGES
-    );
+    assert_eq!(total(store, &heavy).await, PUBLIC_IMAGES);
     // Only the heavy account, all images its own, no shares: fine.
     let alone = GenerateSpec {
         images: 40,
@@ -440,14 +395,7 @@ async fn bad_shapes_and_a_store_without_nodes_are_refused(store: &Store) {
     };
     let made = generate_catalog(store, &alone).await.unwrap();
     assert!(made.ordinary.is_none());
-    assert_eq!(
-        store
-            .describe_images(&query(&heavy, 1, 10))
-            .await
-            .unwrap()
-            .total_count,
-        PUBLIC_IMAGES + 40
-    );
+    assert_eq!(total(store, &heavy).await, PUBLIC_IMAGES + 40);
 }
 
 macro_rules! generator_suite {

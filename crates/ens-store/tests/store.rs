@@ -7,10 +7,7 @@
 
 mod support;
 
-use ens_domain::{
-    AccessKeyId, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, NodeId,
-    PageNumber, PageRequest, PageSize,
-};
+use ens_domain::{AccessKeyId, AccountId, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, NodeId};
 use ens_domain::{
     AccessKeyStatus, BuildFailure, ImageError, ImageStatus, Instance, Principal, RamUserName, Snapshot,
 };
@@ -18,7 +15,7 @@ use ens_store::{
     AdminStore, AuditEntry, AuditFilter, NewImage, NonceClaim, RequestStore, SelfImageQuery, Store,
     StoreError,
 };
-use support::PgDatabase;
+use support::{query, total, PgDatabase};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -77,20 +74,6 @@ async fn create(store: &Store, owner: &AccountId, name: &str, nodes: &[&str]) ->
 
 fn names(page: &ens_domain::Page<ens_domain::ImageView>) -> Vec<String> {
     page.items.iter().map(|v| v.image.name.clone()).collect()
-}
-
-fn query(viewer: &AccountId, number: u32, size: u32) -> ImageQuery {
-    ImageQuery {
-        viewer: viewer.clone(),
-        node: None,
-        image_id: None,
-        image_name: None,
-        snapshot_id: None,
-        page: PageRequest {
-            number: PageNumber::parse(Some(&number.to_string())).unwrap(),
-            size: PageSize::parse(Some(&size.to_string()), 10, 50).unwrap(),
-        },
-    }
 }
 
 fn ids(page: &ens_domain::Page<ens_domain::ImageView>) -> Vec<String> {
@@ -599,14 +582,7 @@ async fn builds_advance_once_per_step_and_list_only_when_available(store: &Store
     };
     assert_eq!(status().await, ImageStatus::Creating);
     // Not listed by DescribeImages until Available.
-    assert_eq!(
-        store
-            .describe_images(&query(&alice, 1, 50))
-            .await
-            .unwrap()
-            .total_count,
-        9
-    );
+    assert_eq!(total(store, &alice).await, 9);
     assert_eq!(store.advance_image_builds(NOW, step).await.unwrap(), 0);
     let mut at = NOW + step;
     for expected in [
@@ -620,14 +596,7 @@ async fn builds_advance_once_per_step_and_list_only_when_available(store: &Store
         assert_eq!(status().await, expected);
         at += step;
     }
-    assert_eq!(
-        store
-            .describe_images(&query(&alice, 1, 50))
-            .await
-            .unwrap()
-            .total_count,
-        10
-    );
+    assert_eq!(total(store, &alice).await, 10);
     assert_eq!(store.advance_image_builds(at + step * 10, step).await.unwrap(), 0);
 }
 
@@ -695,14 +664,7 @@ async fn delete_and_rename_follow_the_ownership_rules(store: &Store) {
         .unwrap();
     store.delete_image(&alice, &alice1).await.unwrap();
     assert!(store.visible_image(&alice, &alice1).await.unwrap().is_none());
-    assert_eq!(
-        store
-            .describe_images(&query(&alice, 1, 50))
-            .await
-            .unwrap()
-            .total_count,
-        8
-    );
+    assert_eq!(total(store, &alice).await, 8);
 }
 
 async fn an_image_run_by_an_instance_cannot_be_deleted(store: &Store) {
@@ -1014,7 +976,6 @@ mod postgres_replicas {
 
     use super::claim;
     use tokio::sync::Barrier;
-    use tokio::task::JoinSet;
 
     use super::{create, image, names, query, seeded, PgDatabase, NOW};
 
@@ -1027,49 +988,54 @@ mod postgres_replicas {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
-    async fn a_nonce_claimed_through_one_replica_is_refused_through_the_other() {
-        let database = PgDatabase::create().await;
-        let other = database.replica().await;
+    /// Runs `job(index, store)` in `tasks` tasks released together, even ones through `one`
+    /// and odd ones through `other`, and returns what they returned, in task order.
+    async fn race<T, Fut>(
+        tasks: usize,
+        one: &Store,
+        other: &Store,
+        job: impl Fn(usize, Store) -> Fut,
+    ) -> Vec<T>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let start = Arc::new(Barrier::new(tasks));
+        let mut handles = Vec::new();
+        for index in 0..tasks {
+            let (work, start) = (job(index, pick(index, one, other)), start.clone());
+            handles.push(tokio::spawn(async move {
+                start.wait().await;
+                work.await
+            }));
+        }
+        let mut results = Vec::new();
+        for handle in handles {
+            results.push(handle.await.unwrap());
+        }
+        results
+    }
+
+    async fn a_nonce_claimed_through_one_replica_is_refused_through_the_other(one: &Store, other: &Store) {
         let key = AccessKeyId::parse("AKALICE").unwrap();
         let later = NOW + time::Duration::minutes(30);
-        assert!(claim(&database.store, &key, "n1", NOW, later).await);
-        assert!(!claim(&other, &key, "n1", NOW, later).await);
-        assert!(!claim(&database.store, &key, "n1", NOW, later).await);
+        assert!(claim(one, &key, "n1", NOW, later).await);
+        assert!(!claim(other, &key, "n1", NOW, later).await);
+        assert!(!claim(one, &key, "n1", NOW, later).await);
         // Claims of one nonce racing through both replicas: exactly one wins.
         for round in 0..20 {
             let nonce = format!("race-{round}");
-            let start = Arc::new(Barrier::new(8));
-            let mut tasks = JoinSet::new();
-            for index in 0..8 {
-                let (store, key, nonce, start) = (
-                    pick(index, &database.store, &other),
-                    key.clone(),
-                    nonce.clone(),
-                    start.clone(),
-                );
-                tasks.spawn(async move {
-                    start.wait().await;
-                    claim(&store, &key, &nonce, NOW, later).await
-                });
-            }
-            let mut wins = 0;
-            while let Some(claimed) = tasks.join_next().await {
-                wins += usize::from(claimed.unwrap());
-            }
-            assert_eq!(wins, 1, "round {round}");
+            let claims = race(8, one, other, |_, store| {
+                let (key, nonce) = (key.clone(), nonce.clone());
+                async move { claim(&store, &key, &nonce, NOW, later).await }
+            })
+            .await;
+            assert_eq!(claims.iter().filter(|won| **won).count(), 1, "round {round}");
         }
-        other.close().await;
-        database.drop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
-    async fn concurrent_build_advances_move_each_image_once_per_step() {
-        let database = PgDatabase::create().await;
-        let other = database.replica().await;
-        let (alice, _) = seeded(&database.store).await;
+    async fn concurrent_build_advances_move_each_image_once_per_step(one: &Store, other: &Store) {
+        let (alice, _) = seeded(one).await;
         let step = std::time::Duration::from_secs(5);
         let mut made = Vec::new();
         for index in 0..24 {
@@ -1082,7 +1048,7 @@ mod postgres_replicas {
                 build_failure: None,
                 release_instance: None,
             };
-            made.push(database.store.create_image(new).await.unwrap().id);
+            made.push(one.create_image(new).await.unwrap().id);
         }
         let mut at = NOW + step;
         for expected in [
@@ -1090,20 +1056,11 @@ mod postgres_replicas {
             ImageStatus::Uploading,
             ImageStatus::Available,
         ] {
-            let start = Arc::new(Barrier::new(12));
-            let mut tasks = JoinSet::new();
-            for index in 0..12 {
-                let (store, start) = (pick(index, &database.store, &other), start.clone());
-                tasks.spawn(async move {
-                    start.wait().await;
-                    store.advance_image_builds(at, step).await.unwrap()
-                });
-            }
-            let mut moved = 0;
-            while let Some(count) = tasks.join_next().await {
-                moved += count.unwrap();
-            }
-            assert_eq!(moved, 24, "moves into {expected:?}");
+            let moves = race(12, one, other, |_, store| async move {
+                store.advance_image_builds(at, step).await.unwrap()
+            })
+            .await;
+            assert_eq!(moves.iter().sum::<u64>(), 24, "moves into {expected:?}");
             for id in &made {
                 let view = other.visible_image(&alice, id).await.unwrap().unwrap();
                 assert_eq!(view.image.status, expected);
@@ -1116,56 +1073,33 @@ mod postgres_replicas {
         assert_eq!(page.items.len(), 9 + 24);
         let mut q = query(&alice, 1, 50);
         q.node = Some(super::node("cn-dalian-unicom"));
-        let page = database.store.describe_images(&q).await.unwrap();
+        let page = one.describe_images(&q).await.unwrap();
         assert_eq!((page.total_count, page.items.len()), (5 + 24, 5 + 24));
-        other.close().await;
-        database.drop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
-    async fn a_delete_racing_a_share_never_leaves_a_share_on_a_deleted_image() {
-        let database = PgDatabase::create().await;
-        let other = database.replica().await;
-        let (alice, bob) = seeded(&database.store).await;
+    async fn a_delete_racing_a_share_never_leaves_a_share_on_a_deleted_image(one: &Store, other: &Store) {
+        let (alice, bob) = seeded(one).await;
         let mut shared = Vec::new();
         for round in 0..30 {
-            let id = create(
-                &database.store,
-                &alice,
-                &format!("race{round}"),
-                &["cn-dalian-unicom"],
-            )
+            let id = create(one, &alice, &format!("race{round}"), &["cn-dalian-unicom"]).await;
+            let outcome = race(2, one, other, |index, store| {
+                let (alice, bob, id) = (alice.clone(), bob.clone(), id.clone());
+                async move {
+                    if index == 0 {
+                        store.delete_image(&alice, &id).await
+                    } else {
+                        store.modify_image_shares(&alice, &id, &[bob], &[], NOW).await
+                    }
+                }
+            })
             .await;
-            let start = Arc::new(Barrier::new(2));
-            let deleting = {
-                let (store, alice, id, start) =
-                    (database.store.clone(), alice.clone(), id.clone(), start.clone());
-                tokio::spawn(async move {
-                    start.wait().await;
-                    store.delete_image(&alice, &id).await
-                })
-            };
-            let sharing = {
-                let (store, alice, bob, id, start) = (
-                    other.clone(),
-                    alice.clone(),
-                    bob.clone(),
-                    id.clone(),
-                    start.clone(),
-                );
-                tokio::spawn(async move {
-                    start.wait().await;
-                    store.modify_image_shares(&alice, &id, &[bob], &[], NOW).await
-                })
-            };
-            let outcome = (deleting.await.unwrap(), sharing.await.unwrap());
+            let outcome = (&outcome[0], &outcome[1]);
             let one_won = matches!(
                 outcome,
                 // The share went first: the delete saw it and refused.
                 (Err(StoreError::Image(ImageError::StillShared(1))), Ok(()))
                 // The delete went first: the share found no image.
-                | (Ok(()), Err(StoreError::Image(ImageError::NotFound)))
+                    | (Ok(()), Err(StoreError::Image(ImageError::NotFound)))
             );
             assert!(one_won, "round {round}: both or neither succeeded: {outcome:?}");
             if outcome.1.is_ok() {
@@ -1174,7 +1108,7 @@ mod postgres_replicas {
         }
         // Bob sees exactly the images shared with him that still exist, and his listing
         // count agrees with his listing rows.
-        let page = database.store.describe_images(&query(&bob, 1, 50)).await.unwrap();
+        let page = one.describe_images(&query(&bob, 1, 50)).await.unwrap();
         assert_eq!(page.total_count, 8 + shared.len() as u64);
         assert_eq!(page.items.len(), 8 + shared.len());
         for id in &shared {
@@ -1183,76 +1117,71 @@ mod postgres_replicas {
         let alices = other.describe_images(&query(&alice, 1, 50)).await.unwrap();
         assert_eq!(alices.total_count, 9 + shared.len() as u64);
         assert_eq!(names(&alices).len(), 9 + shared.len());
-        other.close().await;
-        database.drop().await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
-    async fn replicas_starting_together_make_one_owner_and_load_one_catalog() {
-        let database = PgDatabase::create().await;
-        let other = database.replica().await;
+    async fn replicas_starting_together_make_one_owner_and_load_one_catalog(one: &Store, other: &Store) {
         let catalog: Vec<ens_domain::Image> = (0..5)
             .map(|i| image(&format!("sys_{i}"), None, &["cn-dalian-unicom"]))
             .collect();
         let nodes = [super::node("cn-dalian-unicom")];
-        let start = Arc::new(Barrier::new(8));
-        let mut tasks = JoinSet::new();
-        for index in 0..8 {
-            let (store, start, catalog, nodes) = (
-                pick(index, &database.store, &other),
-                start.clone(),
-                catalog.clone(),
-                nodes.clone(),
-            );
-            tasks.spawn(async move {
-                start.wait().await;
+        let outcomes = race(8, one, other, |index, store| {
+            let (catalog, nodes) = (catalog.clone(), nodes.clone());
+            async move {
                 let owner = super::account(&format!("100000000000001{index}"));
                 let key = AccessKeyId::parse(&format!("AKOWNER{index}")).unwrap();
                 let created = store.bootstrap_owner(&owner, &key, "sealed", NOW).await.unwrap();
                 let loaded = store.install_catalog(&nodes, &catalog, false).await.unwrap();
                 (created, loaded)
-            });
-        }
-        let (mut owners, mut loads) = (0, 0);
-        while let Some(outcome) = tasks.join_next().await {
-            let (created, loaded) = outcome.unwrap();
-            owners += usize::from(created);
-            loads += usize::from(loaded);
-        }
+            }
+        })
+        .await;
+        let owners = outcomes.iter().filter(|(created, _)| *created).count();
+        let loads = outcomes.iter().filter(|(_, loaded)| *loaded).count();
         assert_eq!((owners, loads), (1, 1));
         assert_eq!(other.accounts().await.unwrap().len(), 1);
         assert_eq!(other.access_keys(None).await.unwrap().len(), 1);
         assert_eq!(other.public_images(None).await.unwrap().len(), 5);
         // An operator's catalog replaces the loaded one.
-        assert!(database
-            .store
-            .install_catalog(&nodes, &catalog[..2], true)
-            .await
-            .unwrap());
+        assert!(one.install_catalog(&nodes, &catalog[..2], true).await.unwrap());
         assert_eq!(other.public_images(None).await.unwrap().len(), 2);
-        other.close().await;
-        database.drop().await;
     }
 
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
-    async fn heartbeats_count_the_replicas_alive_in_the_window() {
-        let database = PgDatabase::create().await;
-        let other = database.replica().await;
+    async fn heartbeats_count_the_replicas_alive_in_the_window(one: &Store, other: &Store) {
         let window = std::time::Duration::from_secs(15);
-        assert_eq!(database.store.heartbeat("a", NOW, window).await.unwrap(), 1);
+        assert_eq!(one.heartbeat("a", NOW, window).await.unwrap(), 1);
         assert_eq!(other.heartbeat("b", NOW, window).await.unwrap(), 2);
         let later = NOW + time::Duration::seconds(10);
-        assert_eq!(database.store.heartbeat("a", later, window).await.unwrap(), 2);
+        assert_eq!(one.heartbeat("a", later, window).await.unwrap(), 2);
         // "b" fell silent: once a whole window has passed, only "a" is counted.
         let much_later = NOW + time::Duration::seconds(20);
-        assert_eq!(
-            database.store.heartbeat("a", much_later, window).await.unwrap(),
-            1
-        );
-        assert!(database.store.pool_stats().is_some());
-        other.close().await;
-        database.drop().await;
+        assert_eq!(one.heartbeat("a", much_later, window).await.unwrap(), 1);
+        assert!(one.pool_stats().is_some());
     }
+
+    /// Each case on two stores over one fresh database: two server replicas.
+    macro_rules! replica_suite {
+        ($($case:ident),* $(,)?) => {
+            mod on_two_replicas {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
+                    async fn $case() {
+                        let database = super::PgDatabase::create().await;
+                        let other = database.replica().await;
+                        super::$case(&database.store, &other).await;
+                        other.close().await;
+                        database.drop().await;
+                    }
+                )*
+            }
+        };
+    }
+
+    replica_suite!(
+        a_nonce_claimed_through_one_replica_is_refused_through_the_other,
+        concurrent_build_advances_move_each_image_once_per_step,
+        a_delete_racing_a_share_never_leaves_a_share_on_a_deleted_image,
+        replicas_starting_together_make_one_owner_and_load_one_catalog,
+        heartbeats_count_the_replicas_alive_in_the_window
+    );
 }

@@ -5,19 +5,11 @@
 -- names the first-registered instance that runs an image on both engines (it relied on
 -- SQLite's implicit rowid before, unordered). The table is rebuilt to make `seq` its key.
 CREATE TABLE instances_by_seq (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    id              TEXT NOT NULL UNIQUE,
-    owner_id        TEXT NOT NULL REFERENCES accounts (id),
-    node_id         TEXT NOT NULL REFERENCES nodes (id),
-    image_id        TEXT,
-    platform        TEXT NOT NULL,
-    os_type         TEXT NOT NULL,
-    os_version      TEXT NOT NULL,
-    architecture    TEXT NOT NULL,
-    compute_type    TEXT NOT NULL,
-    system_disk_gib INTEGER NOT NULL,
-    data_disks_gib  TEXT NOT NULL,
-    build_failure   TEXT
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    owner_id TEXT NOT NULL REFERENCES accounts (id), node_id TEXT NOT NULL REFERENCES nodes (id),
+    image_id TEXT, platform TEXT NOT NULL, os_type TEXT NOT NULL, os_version TEXT NOT NULL,
+    architecture TEXT NOT NULL, compute_type TEXT NOT NULL,
+    system_disk_gib INTEGER NOT NULL, data_disks_gib TEXT NOT NULL, build_failure TEXT
 );
 INSERT INTO instances_by_seq (seq, id, owner_id, node_id, image_id, platform, os_type, os_version, architecture,
                               compute_type, system_disk_gib, data_disks_gib, build_failure)

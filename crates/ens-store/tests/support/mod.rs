@@ -12,7 +12,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use ens_store::Store;
+use ens_domain::{AccountId, ImageQuery, PageNumber, PageRequest, PageSize};
+use ens_store::{RequestStore, Store};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
@@ -103,4 +104,33 @@ impl PgDatabase {
             println!("could not drop test database {}: {error}", self.name);
         }
     }
+}
+
+/// Page `number` of `size` items.
+pub fn page(number: u32, size: u32) -> PageRequest {
+    PageRequest {
+        number: PageNumber::parse(Some(&number.to_string())).unwrap(),
+        size: PageSize::parse(Some(&size.to_string()), 10, 50).unwrap(),
+    }
+}
+
+/// An unfiltered DescribeImages query of `viewer`.
+pub fn query(viewer: &AccountId, number: u32, size: u32) -> ImageQuery {
+    ImageQuery {
+        viewer: viewer.clone(),
+        node: None,
+        image_id: None,
+        image_name: None,
+        snapshot_id: None,
+        page: page(number, size),
+    }
+}
+
+/// How many images `viewer` lists over all nodes.
+pub async fn total(store: &Store, viewer: &AccountId) -> u64 {
+    store
+        .describe_images(&query(viewer, 1, 10))
+        .await
+        .unwrap()
+        .total_count
 }
