@@ -105,6 +105,18 @@ impl ScratchDatabase {
         })
     }
 
+    /// Refreshes the planner's statistics, as autovacuum soon does on a running database,
+    /// so that a server measured right after a bulk load plans as it would in service.
+    ///
+    /// # Errors
+    /// When the server cannot be asked.
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        psql(&self.url, "ANALYZE")
+            .await
+            .with_context(|| format!("cannot analyze the scratch database {}", self.name))
+            .map(drop)
+    }
+
     /// The database's size on disk.
     ///
     /// # Errors

@@ -217,6 +217,9 @@ impl Run<'_> {
             generated.shares,
             generation.as_secs_f64()
         );
+        if let Some(database) = database {
+            database.analyze().await?;
+        }
 
         let server = Server::start(
             self.binary,

@@ -560,8 +560,19 @@ pub async fn generate_catalog(store: &Store, spec: &GenerateSpec) -> StoreResult
         });
     }
     tx.commit().await?;
+    if dialect == Dialect::Postgres {
+        // Autovacuum would analyze the new rows only later; until then the planner guesses
+        // their counts, and a prepared statement's generic plan can scan whole tables.
+        let mut tx = store.session(Access::Write).await?;
+        tx.execute(ANALYZE_GENERATED, &[]).await?;
+        tx.commit().await?;
+    }
     catalog_from(spec, samples)
 }
+
+/// The tables a catalog fills, for PostgreSQL's planner statistics.
+const ANALYZE_GENERATED: &str =
+    "ANALYZE accounts, instances, images, image_nodes, image_disks, image_shares, image_listing, listing_counts";
 
 fn to_count(value: u64) -> StoreResult<i64> {
     i64::try_from(value).map_err(corrupt)
