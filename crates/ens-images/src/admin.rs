@@ -65,6 +65,13 @@ enum AdminCommand {
     /// Fills the store with a large synthetic catalog for benchmarks (accounts, instances,
     /// custom images, shares), then prints sample accounts with new AccessKeys.
     Generate(GenerateArgs),
+    /// Copies the embedded store, consistent as of one moment, to a new file while the service
+    /// keeps running (PostgreSQL: use pg_dump). Restore: README, "Backup and restore".
+    Backup {
+        /// The new file to write (refused if it exists); written as FILE.partial, then renamed.
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
 }
 
 /// The shape of `admin generate`'s catalog; the same seed always gives the same catalog.
@@ -381,14 +388,16 @@ fn snapshot_json(snapshot: &Snapshot) -> Value {
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let opened = database::open_for_admin(&args.database, &args.data_dir).await?;
     let store: &Store = &opened;
-    let master_key = setup::master_key(&args.master_key, &args.data_dir, false)?;
+    // Only the commands that seal a new secret read the master key: a backup copies sealed
+    // secrets as they are.
+    let master_key = || setup::master_key(&args.master_key, &args.data_dir, false);
     let now = time::OffsetDateTime::now_utc();
     let output = match args.command {
         AdminCommand::Account(AccountCommand::Create) => {
             let id = setup::random_account_id()?;
             let (key, secret) = new_key_pair()?;
             store
-                .create_account_with_key(&id, &key, &master_key.seal(&secret), now)
+                .create_account_with_key(&id, &key, &master_key()?.seal(&secret), now)
                 .await?;
             json!({"AccountId": id.as_str(), "AccessKeyId": key.as_str(), "AccessKeySecret": secret})
         }
@@ -419,7 +428,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             };
             let (key, secret) = new_key_pair()?;
             store
-                .create_access_key(&principal, &key, &master_key.seal(&secret), now)
+                .create_access_key(&principal, &key, &master_key()?.seal(&secret), now)
                 .await?;
             json!({
                 "AccountId": principal.account.as_str(),
@@ -518,7 +527,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Value::Array(store.sources().await?.1.iter().map(snapshot_json).collect())
         }
         AdminCommand::Generate(shape) => {
-            generate_command(store, &args.data_dir, &master_key, shape, now).await?
+            generate_command(store, &args.data_dir, &master_key()?, shape, now).await?
+        }
+        AdminCommand::Backup { to } => {
+            store
+                .backup(&to)
+                .await
+                .with_context(|| format!("cannot back up the store to {}", to.display()))?;
+            let bytes = std::fs::metadata(&to).map(|meta| meta.len()).unwrap_or_default();
+            json!({"Backup": to.display().to_string(), "Bytes": bytes})
         }
     };
     crate::print_json(&output)

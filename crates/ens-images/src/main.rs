@@ -191,8 +191,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if config.bench_ceiling {
         tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
     }
-    let state = AppState::new(Arc::new(store), master_key, config);
-    ens_server::serve(listener, state, tls, shutdown_signal()).await?;
+    let state = AppState::new(Arc::new(store.clone()), master_key, config);
+    let served = ens_server::serve(listener, state, tls, shutdown_signal()).await;
+    // Also after a failure: the store is left self-contained (SQLite: the WAL checkpointed).
+    store.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

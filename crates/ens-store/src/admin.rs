@@ -66,6 +66,12 @@ pub trait AdminStore: Send + Sync + 'static {
     /// The store whose rules these are; a test double may override any method instead.
     fn store(&self) -> &Store;
 
+    /// Copies the whole store, consistently and while it serves, to the new file `to`
+    /// (SQLite; PostgreSQL stores are backed up with PostgreSQL's tools).
+    async fn backup(&self, to: &std::path::Path) -> StoreResult<()> {
+        self.store().engine.backup(to).await
+    }
+
     /// Whether any account exists (an empty store gets its owner account at first start).
     async fn has_accounts(&self) -> StoreResult<bool> {
         let mut tx = self.store().session(Access::ReadOne).await?;

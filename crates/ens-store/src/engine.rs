@@ -207,8 +207,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Connection pool usage now, when the engine pools connections.
     fn pool_stats(&self) -> Option<crate::PoolStats>;
 
-    /// Closes every connection (before dropping a test database, or at shutdown).
+    /// Closes every connection (before dropping a test database, or at shutdown), leaving the
+    /// database self-contained: nothing that only a journal beside it holds.
     async fn close(&self);
+
+    /// Writes a consistent copy of the whole store, as of one moment while it keeps serving,
+    /// to the new file `to`.
+    async fn backup(&self, to: &std::path::Path) -> StoreResult<()>;
 }
 
 /// An open session: a transaction, or a connection for one statement. Dropped without

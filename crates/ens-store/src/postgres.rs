@@ -185,6 +185,13 @@ impl Engine for PostgresEngine {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    async fn backup(&self, _to: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Invalid(
+            "a PostgreSQL store is backed up by PostgreSQL's own tools (pg_dump -Fc), not by ens-images"
+                .into(),
+        ))
+    }
 }
 
 /// A pooled connection for one statement, or a transaction (rolled back if dropped).

@@ -92,15 +92,14 @@ fn nonce_file(path: &Path) -> PathBuf {
 /// Creates the database file readable by its owner only, before SQLite does; SQLite gives its
 /// `-wal` and `-shm` files the same permissions. The store holds sealed secrets and the audit
 /// log: nobody else on the machine needs to read it.
-fn create_private(path: &Path) -> StoreResult<()> {
+fn create_private(path: &Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(StoreError::Unavailable(Box::new(error))),
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => Err(error),
+        _ => Ok(()),
     }
 }
 
@@ -118,7 +117,7 @@ fn connect(path: &Path, flags: OpenFlags, pragmas: &[(&str, i64)]) -> StoreResul
 
 /// A read-write connection in WAL mode with foreign keys on.
 fn connect_writer(path: &Path, pragmas: &[(&str, i64)]) -> StoreResult<Connection> {
-    create_private(path)?;
+    create_private(path).map_err(|error| StoreError::Unavailable(Box::new(error)))?;
     let connection = connect(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -293,7 +292,75 @@ impl Engine for SqliteEngine {
         })
     }
 
-    async fn close(&self) {}
+    async fn close(&self) {
+        // Copies every committed page from the write-ahead log into the database file and
+        // empties the log: a stopped store is its `.db` file alone.
+        for (file, connection) in [("store", &self.writer), ("nonce file", &self.nonces)] {
+            let connection = connection.lock().await;
+            match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)) {
+                Ok(0) => {}
+                Ok(_) => tracing::warn!(
+                    "the {file} was not fully checkpointed at close (another process is reading it); \
+                     its -wal file still holds the latest writes: copy it along, or stop the other process first"
+                ),
+                Err(error) => tracing::warn!(%error, "checkpointing the {file} at close failed"),
+            }
+        }
+    }
+
+    async fn backup(&self, to: &Path) -> StoreResult<()> {
+        let (from, to) = (self.path.clone(), to.to_owned());
+        tokio::task::spawn_blocking(move || backup_file(&from, &to))
+            .await
+            .map_err(|error| StoreError::Unavailable(Box::new(error)))?
+    }
+}
+
+/// `VACUUM INTO` a partial file beside `to` (one read transaction, so one consistent moment,
+/// while writers go on), made durable, then published under its name without replacing
+/// anything: `to` is either a whole backup or absent.
+fn backup_file(from: &Path, to: &Path) -> StoreResult<()> {
+    let unusable = |why: String| StoreError::Invalid(format!("backup to {}: {why}", to.display()));
+    let io = |error: std::io::Error| unusable(error.to_string());
+    if to.exists() {
+        return Err(unusable("the file exists; give a new file name".into()));
+    }
+    let mut partial_name = to
+        .file_name()
+        .map(OsString::from)
+        .ok_or_else(|| unusable("not a file name".into()))?;
+    partial_name.push(".partial");
+    let partial = to.with_file_name(partial_name);
+    let target = partial
+        .to_str()
+        .ok_or_else(|| unusable("the path is not UTF-8".into()))?;
+    let copy = || -> StoreResult<()> {
+        // Left by an interrupted backup, or absent.
+        std::fs::remove_file(&partial).or_else(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(io(error)),
+        })?;
+        // Private like the store itself (VACUUM INTO fills an empty file it finds).
+        create_private(&partial).map_err(io)?;
+        connect(from, OpenFlags::SQLITE_OPEN_READ_ONLY, &[])?
+            .execute("VACUUM INTO ?1", [target])
+            .map_err(classify)?;
+        std::fs::File::open(&partial)
+            .and_then(|file| file.sync_all())
+            .map_err(io)?;
+        // A hard link fails where `to` appeared meanwhile; a rename would replace it.
+        std::fs::hard_link(&partial, to).map_err(io)?;
+        if let Some(directory) = to.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::File::open(directory)
+                .and_then(|directory| directory.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
+    };
+    let copied = copy();
+    // The partial file goes in every case: after success `to` holds the backup.
+    let _ = std::fs::remove_file(&partial);
+    copied
 }
 
 /// The connection a session runs on.

@@ -966,6 +966,54 @@ store_suite!(
     access_keys_are_found_with_their_account,
 );
 
+/// A backup opens as a store that describes the same images, and never replaces a file.
+#[tokio::test]
+async fn a_sqlite_backup_is_the_whole_store_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("store.db")).await.unwrap();
+    let (alice, bob) = seeded(&store).await;
+    let to = dir.path().join("backup.db");
+    store.backup(&to).await.unwrap();
+    create(&store, &alice, "after-the-backup", &["cn-dalian-unicom"]).await;
+
+    let copy = Store::open_sqlite(&to).await.unwrap();
+    assert_eq!(copy.accounts().await.unwrap(), store.accounts().await.unwrap());
+    assert_eq!(
+        names(&copy.describe_images(&query(&bob, 1, 50)).await.unwrap()),
+        names(&store.describe_images(&query(&bob, 1, 50)).await.unwrap())
+    );
+    let alices = names(&copy.describe_images(&query(&alice, 1, 50)).await.unwrap());
+    assert!(alices.contains(&"alice2".to_owned()), "{alices:?}");
+    assert!(!alices.contains(&"after-the-backup".to_owned()), "{alices:?}");
+
+    let again = store.backup(&to).await;
+    assert!(
+        matches!(&again, Err(StoreError::Invalid(why)) if why.contains("exists")),
+        "{again:?}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
+#[tokio::test]
+async fn a_postgresql_store_is_backed_up_by_pg_dump() {
+    let database = PgDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("backup.db");
+    let refused = database.store.backup(&to).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(why)) if why.contains("pg_dump")),
+        "{refused:?}"
+    );
+    assert!(!to.exists());
+    database.drop().await;
+}
+
 /// Replica safety: two `Store`s on one database stand for two server processes.
 /// These cases exist only for PostgreSQL (SQLite serves one process).
 mod postgres_replicas {
