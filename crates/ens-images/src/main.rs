@@ -51,6 +51,10 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "ENS_IMAGES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve `/metrics` (and the probes) on this address instead of the API's, so that
+    /// Prometheus need not face the API's clients; port 0 picks a free port (printed).
+    #[arg(long, env = "ENS_IMAGES_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Directory of the embedded store (SQLite), created on first start; with
     /// --database-url it still holds root-credentials.json and master.key.
     #[arg(long, env = "ENS_IMAGES_DATA_DIR", default_value = "./ens-data")]
@@ -154,6 +158,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let metrics_listener = match args.metrics_listen {
+        Some(metrics_address) => Some(
+            tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {metrics_address}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(%address, "ready");
     // Scripts and tests wait for this line instead of sleeping.
     let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
@@ -161,6 +173,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         // A reader that already went away must not stop the server.
+        // The metrics line comes first: whoever waits for "listening on" has both.
+        if let Some(metrics) = metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+        {
+            let _ = writeln!(out, "ens-images metrics on http://{metrics}/metrics");
+        }
         let _ = writeln!(out, "ens-images listening on {scheme}://{address}").and_then(|()| out.flush());
     }
     let image_build_step = Duration::try_from_secs_f64(args.image_build_seconds)
@@ -192,7 +211,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
     }
     let state = AppState::new(Arc::new(store.clone()), master_key, config);
-    let served = ens_server::serve(listener, state, tls, shutdown_signal()).await;
+    let served = ens_server::serve(listener, metrics_listener, state, tls, shutdown_signal()).await;
     // Also after a failure: the store is left self-contained (SQLite: the WAL checkpointed).
     store.close().await;
     served?;

@@ -26,12 +26,15 @@ use crate::ops::dispatch;
 use crate::AppState;
 
 /// The service's router: the API on `/` (and, for well-formed errors, on every other path),
-/// plus the probes and metrics that load balancers and Prometheus read.
+/// plus the probes load balancers read, and the metrics Prometheus reads unless they have a
+/// listener of their own.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/readyz", get(readyz));
+    if !state.metrics_apart {
+        router = router.route("/metrics", get(metrics));
+    }
     if state.config.bench_ceiling {
         router = router.route("/bench/ceiling", any(ceiling));
     }
@@ -101,6 +104,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text exposition.
+/// The metrics listener's router: `/metrics` and the probes, nothing of the API.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(state.store.pool_stats());
     (

@@ -85,6 +85,8 @@ pub struct AppState {
     pub throttle: Option<Arc<Throttle>>,
     /// Whether requests arrive over TLS (`acs:SecureTransport`).
     pub secure_transport: bool,
+    /// Whether `/metrics` has a listener of its own, away from the API's clients.
+    pub metrics_apart: bool,
     /// Request and store metrics for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Records used SignatureNonces, many requests per store write.
@@ -106,6 +108,7 @@ impl AppState {
             clock: Arc::new(OffsetDateTime::now_utc),
             master_key: Arc::new(master_key),
             secure_transport: false,
+            metrics_apart: false,
             metrics: Arc::new(metrics::Metrics::new()),
         }
     }
@@ -154,14 +157,21 @@ pub struct TlsFiles {
 /// When accepting connections fails.
 pub async fn serve(
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     mut state: AppState,
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.secure_transport = tls.is_some();
+    state.metrics_apart = metrics_listener.is_some();
     let pruner = tokio::spawn(prune_nonces(state.clone()));
     let builder = tokio::spawn(advance_builds(state.clone()));
     let heart = tokio::spawn(heartbeat(state.clone()));
+    // Scrapes need no graceful end: the listener stops with the API.
+    let metrics = metrics_listener.map(|listener| {
+        let app = handler::metrics_router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await })
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = match tls {
         None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
@@ -183,6 +193,9 @@ pub async fn serve(
     pruner.abort();
     builder.abort();
     heart.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     result
 }
 
