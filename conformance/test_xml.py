@@ -137,3 +137,33 @@ def test_xml_format_is_case_insensitive(server, catalog_entries):
     assert root.tag == "DescribeImagesResponse"
     assert [child_text(i, "ImageId") for i in root.find("Images")] == \
         [e["ImageId"] for e in catalog_entries[:2]]
+
+
+def test_xml_stays_well_formed_with_control_characters_in_stored_fields(tmp_path):
+    """An operator registered an instance whose OS version carries control characters; the
+    image made from it is answered in XML that a strict parser accepts (the characters XML
+    cannot carry become U+FFFD), and in JSON with the characters themselves, escaped."""
+    from ens_support import World
+
+    world = World(tmp_path, build_seconds=0, log_name="xml-control")
+    try:
+        tenant = world.new_tenant()
+        raw_version = "7.9\x01\x1b[31m\x7f"
+        instance = world.instance(tenant, os_version=raw_version)
+        image_id = world.create_image(world.sdk(tenant, "tea_v3"), tenant, name="ctl",
+                                      InstanceId=instance)
+
+        answer = raw_v1(world.host, tenant.ak, tenant.secret, action="DescribeSelfImages",
+                        fmt="XML", extra={"ImageId": image_id})
+        assert answer.status == 200, answer.body
+        root = ET.fromstring(answer.body)  # expat: refuses any character XML forbids
+        versions = [i.findtext("OsVersion") for i in root.iter("Image")]
+        assert versions == ["7.9\ufffd\ufffd[31m\x7f"], versions
+
+        as_json = raw_v1(world.host, tenant.ak, tenant.secret, action="DescribeSelfImages",
+                         fmt="JSON", extra={"ImageId": image_id})
+        assert as_json.status == 200, as_json.body
+        images = as_json.json()["Images"]["Image"]
+        assert [i["OsVersion"] for i in images] == [raw_version]
+    finally:
+        world.stop()

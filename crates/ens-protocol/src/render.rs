@@ -190,12 +190,38 @@ fn write_json_value(out: &mut String, value: &Value) {
     }
 }
 
+/// Whether XML 1.0 allows `c` in a document at all: no control character but tab, line feed
+/// and carriage return (not even as a character reference), and neither U+FFFE nor U+FFFF.
+fn xml_allows(c: char) -> bool {
+    !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+}
+
+/// `text` with every character XML cannot carry replaced by U+FFFD, so that an answer is
+/// well-formed whatever a stored field or an echoed parameter holds (JSON escapes them).
+fn xml_chars(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().all(xml_allows) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(
+            text.chars()
+                .map(|c| {
+                    if xml_allows(c) {
+                        c
+                    } else {
+                        char::REPLACEMENT_CHARACTER
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
 fn write_xml_element(out: &mut String, name: &str, value: &Value) {
     out.push('<');
     out.push_str(name);
     out.push('>');
     match value {
-        Value::Str(text) => out.push_str(&quick_xml::escape::escape(text.as_str())),
+        Value::Str(text) => out.push_str(&quick_xml::escape::escape(xml_chars(text).as_ref())),
         Value::Int(number) => {
             let _ = write!(out, "{number}");
         }
@@ -228,6 +254,20 @@ mod tests {
             write_json_string(&mut out, &text);
             let parsed: String = serde_json::from_str(&out).unwrap();
             prop_assert_eq!(parsed, text);
+        }
+
+        #[test]
+        fn any_text_renders_as_well_formed_xml(text in "\\PC*|[\\x00-\\x7f]*|[\\u{fff0}-\\u{ffff}]*") {
+            let mut out = String::new();
+            write_xml_element(&mut out, "Name", &Value::str(&text));
+            prop_assert!(out.chars().all(xml_allows), "{:?}", out);
+            let inner = out.strip_prefix("<Name>").and_then(|rest| rest.strip_suffix("</Name>"));
+            let back = quick_xml::escape::unescape(inner.unwrap_or_default()).unwrap();
+            let expected: String = text
+                .chars()
+                .map(|c| if xml_allows(c) { c } else { char::REPLACEMENT_CHARACTER })
+                .collect();
+            prop_assert_eq!(back, expected);
         }
     }
 

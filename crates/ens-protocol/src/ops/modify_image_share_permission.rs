@@ -30,8 +30,15 @@ fn accounts(
     let Some(list) = optional(params, name) else {
         return Ok(Vec::new());
     };
-    let mut parsed: Vec<AccountId> = Vec::new();
+    let mut parsed: Vec<AccountId> = Vec::with_capacity(max);
     for item in list.split(',').map(str::trim) {
+        // Refused at the first item over the bound: a long list costs no more than a full one.
+        if parsed.len() == max {
+            return Err(ApiError::invalid_parameter(
+                name,
+                &format!("at most {max} account(s) per call"),
+            ));
+        }
         let account = AccountId::parse(name, item)?;
         if parsed.contains(&account) {
             return Err(ApiError::invalid_parameter(
@@ -40,12 +47,6 @@ fn accounts(
             ));
         }
         parsed.push(account);
-    }
-    if parsed.len() > max {
-        return Err(ApiError::invalid_parameter(
-            name,
-            &format!("at most {max} account(s) per call"),
-        ));
     }
     Ok(parsed)
 }
@@ -120,6 +121,10 @@ mod tests {
             code(&[("ImageId", "m-1"), ("AddAccounts", &eleven)]),
             "InvalidParameter.AddAccounts"
         );
+        // Refused at the eleventh item, before the malformed ones after it are even read.
+        let huge = format!("{eleven},{}", vec!["x"; 50_000].join(","));
+        let refused = parse(&[("ImageId", "m-1"), ("AddAccounts", &huge)]).unwrap_err();
+        assert!(refused.message.contains("at most 10"), "{}", refused.message);
         assert_eq!(
             code(&[("ImageId", "m-1"), ("RemoveAccounts", "1,2")]),
             "InvalidParameter.RemoveAccounts"
