@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use ens_store::{redact_database_url, redact_secrets, Store};
 
 use crate::setup;
@@ -43,9 +43,7 @@ impl DatabaseArgs {
 /// is not reachable yet (and logging each wait).
 pub async fn open_for_serve(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Store> {
     let Some(url) = args.url() else {
-        return Store::open_sqlite(&data_dir.join(setup::STORE_FILE))
-            .await
-            .context("cannot open the store");
+        return open_sqlite(&data_dir.join(setup::STORE_FILE)).await;
     };
     let target = redact_database_url(url);
     tracing::info!(database = %target, "opening the PostgreSQL store");
@@ -83,7 +81,7 @@ pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Res
                 data_dir.display()
             );
         }
-        return Store::open_sqlite(&path).await.context("cannot open the store");
+        return open_sqlite(&path).await;
     };
     Store::connect_postgres(url, args.database_max_connections)
         .await
@@ -94,4 +92,16 @@ pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Res
                 redact_secrets(&error.to_string(), url)
             )
         })
+}
+
+/// Opens the embedded store; a failure names the file, the cause and where to look.
+async fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
+    Store::open_sqlite(path).await.map_err(|error| {
+        anyhow!(
+            "cannot open the store {}: {error}. Check that its directory exists and is writable by this user, \
+             and that the file is an ens-images store (a damaged one is restored from a backup: README, \
+             \"Backup and restore\")",
+            path.display()
+        )
+    })
 }

@@ -109,26 +109,30 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Watches SIGTERM and SIGINT (Ctrl-C) from the moment it is called, and returns a future
+/// that ends at the first of them. Called before the service says it is listening: a signal
+/// sent right after that line must stop it cleanly, not kill it (the default action).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-        };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
-        }
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: finishing in-flight requests");
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -158,6 +162,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     let metrics_listener = match args.metrics_listen {
         Some(metrics_address) => Some(
             tokio::net::TcpListener::bind(metrics_address)
@@ -211,7 +216,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
     }
     let state = AppState::new(Arc::new(store.clone()), master_key, config);
-    let served = ens_server::serve(listener, metrics_listener, state, tls, shutdown_signal()).await;
+    let served = ens_server::serve(listener, metrics_listener, state, tls, shutdown).await;
     // Also after a failure: the store is left self-contained (SQLite: the WAL checkpointed).
     store.close().await;
     served?;

@@ -40,6 +40,18 @@ pub async fn authenticate(
     })?;
     credentials.verify(&secret)?;
     credentials.check_clock(now)?;
+    if let Some(started) = state.replay_guard_since {
+        // Within the clock window, a request signed before the start may have been answered
+        // already, and its nonce is no longer on record.
+        if credentials.timestamp < started {
+            return Err(ApiError::with_message(
+                ErrorCode::InvalidTimeStampExpired,
+                "Specified time stamp or date value is expired: it is earlier than the server's last start, \
+                 when its record of used nonces was lost. Sign the request again.",
+            )
+            .into());
+        }
+    }
     let claim = NonceClaim {
         key: key_id.clone(),
         nonce: credentials.nonce.clone(),

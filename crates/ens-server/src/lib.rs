@@ -87,6 +87,9 @@ pub struct AppState {
     pub secure_transport: bool,
     /// Whether `/metrics` has a listener of its own, away from the API's clients.
     pub metrics_apart: bool,
+    /// When the store lost its record of used nonces at open: the moment requests must be
+    /// signed after, so none answered before can be replayed.
+    pub replay_guard_since: Option<OffsetDateTime>,
     /// Request and store metrics for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Records used SignatureNonces, many requests per store write.
@@ -99,6 +102,7 @@ impl AppState {
     /// State with the system clock.
     #[must_use]
     pub fn new(store: Arc<dyn RequestStore>, master_key: MasterKey, config: ServerConfig) -> Self {
+        let replay_guard_since = store.nonce_history_lost().then(OffsetDateTime::now_utc);
         Self {
             nonces: Arc::new(nonces::NonceLedger::new(Arc::clone(&store))),
             audit: Arc::new(audit::AuditLog::new(Arc::clone(&store))),
@@ -109,6 +113,7 @@ impl AppState {
             master_key: Arc::new(master_key),
             secure_transport: false,
             metrics_apart: false,
+            replay_guard_since,
             metrics: Arc::new(metrics::Metrics::new()),
         }
     }

@@ -207,6 +207,12 @@ pub trait Engine: Send + Sync + 'static {
     /// Connection pool usage now, when the engine pools connections.
     fn pool_stats(&self) -> Option<crate::PoolStats>;
 
+    /// Whether the record of used SignatureNonces was lost when the store opened (a damaged
+    /// file replaced by an empty one): nonces used before then could be replayed.
+    fn nonce_history_lost(&self) -> bool {
+        false
+    }
+
     /// Closes every connection (before dropping a test database, or at shutdown), leaving the
     /// database self-contained: nothing that only a journal beside it holds.
     async fn close(&self);

@@ -182,6 +182,12 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().engine.pool_stats()
     }
 
+    /// Whether the record of used SignatureNonces was lost when the store opened, so that
+    /// requests signed before then must be refused until their clock window has passed.
+    fn nonce_history_lost(&self) -> bool {
+        self.store().engine.nonce_history_lost()
+    }
+
     /// Records that server `replica` is alive at `now` and returns how many replicas were
     /// alive in the last `window` (itself included). Per-replica limits, such as the
     /// request rate, are divided by this count.

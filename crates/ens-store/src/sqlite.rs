@@ -57,6 +57,8 @@ pub struct SqliteEngine {
     nonces: Arc<AsyncMutex<Connection>>,
     readers: Arc<Readers>,
     /// Holds a temporary store's directory until the engine drops.
+    /// Whether the nonce file was damaged at open and replaced by an empty one.
+    nonce_history_lost: bool,
     _scratch: Option<tempfile::TempDir>,
 }
 
@@ -132,16 +134,82 @@ fn connect_writer(path: &Path, pragmas: &[(&str, i64)]) -> StoreResult<Connectio
     Ok(connection)
 }
 
+/// Opens (creating if needed) the nonce file with its table.
+fn open_nonce_file(path: &Path) -> StoreResult<Connection> {
+    let nonces = connect_writer(
+        path,
+        &[
+            ("page_size", 1024),
+            ("cache_size", -65_536),
+            ("wal_autocheckpoint", 16_384),
+        ],
+    )?;
+    nonces
+        .pragma_update(None, "synchronous", "OFF")
+        .map_err(classify)?;
+    nonces.execute_batch(NONCE_SCHEMA).map_err(classify)?;
+    Ok(nonces)
+}
+
+/// Whether SQLite found the file to be no database, or a damaged one.
+fn is_damaged(error: &StoreError) -> bool {
+    let StoreError::Database(cause) = error else {
+        return false;
+    };
+    matches!(
+        cause.downcast_ref::<rusqlite::Error>(),
+        Some(rusqlite::Error::SqliteFailure(failure, _))
+            if matches!(failure.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Renames a damaged nonce file (and its journal files) to `NAME.damaged-SECONDS` beside it,
+/// says so loudly, and starts a new one. The used nonces it held are lost: the store reports
+/// it ([`crate::engine::Engine::nonce_history_lost`]) so the server can close the replay
+/// window that opens.
+fn set_aside_and_reopen(path: &Path, cause: &StoreError) -> StoreResult<Connection> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = path.as_os_str().to_owned();
+        to.push(format!(".damaged-{stamp}{suffix}"));
+        match std::fs::rename(&from, &to) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Unavailable(Box::new(std::io::Error::new(
+                    error.kind(),
+                    format!(
+                        "the nonce file {} is damaged ({cause}) and cannot be set aside: {error}",
+                        PathBuf::from(from).display()
+                    ),
+                ))));
+            }
+            _ => {}
+        }
+    }
+    tracing::warn!(
+        file = %path.display(),
+        cause = %cause,
+        "the nonce file is damaged: set aside as {}.damaged-{stamp}, starting a new one; \
+         requests signed before this start are refused until the clock window has passed",
+        path.display()
+    );
+    open_nonce_file(path)
+}
+
 /// Moves the nonces a store made before they had their own file (migration 0006 then drops
-/// the old table), so an upgrade does not reopen their replay window.
-fn adopt_old_nonces(main: &Connection, nonces: &Connection) -> StoreResult<()> {
+/// the old table), so an upgrade does not reopen their replay window. Returns whether there
+/// was such a table.
+fn adopt_old_nonces(main: &Connection, nonces: &Connection) -> StoreResult<bool> {
     let old: Vec<(String, String, i64)> = {
         let found = main
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'signature_nonces'")
             .and_then(|mut statement| statement.exists([]))
             .map_err(classify)?;
         if !found {
-            return Ok(());
+            return Ok(false);
         }
         let mut statement = main
             .prepare("SELECT access_key_id, nonce, expires_at FROM signature_nonces")
@@ -163,7 +231,8 @@ fn adopt_old_nonces(main: &Connection, nonces: &Connection) -> StoreResult<()> {
         }
         nonces.execute_batch("COMMIT")
     };
-    run().map_err(classify)
+    run().map_err(classify)?;
+    Ok(true)
 }
 
 impl Store {
@@ -194,6 +263,7 @@ impl SqliteEngine {
         // Each image write touches a dozen indexes of a catalog that may hold millions of
         // rows: a larger cache keeps their upper levels in memory, and a larger WAL makes the
         // checkpoints that copy it back (and stall the writer) rarer.
+        let store_existed = path.exists();
         let writer = connect_writer(path, &[("cache_size", -16_384), ("wal_autocheckpoint", 8192)])?;
         writer
             .pragma_update(None, "synchronous", "NORMAL")
@@ -201,19 +271,23 @@ impl SqliteEngine {
         // Nonce pages are small (each batch dirties about one page per nonce) and written
         // without fsync: a power loss may forget the last nonces, which only reopens their
         // replay window; a crash of the process loses nothing.
-        let nonces = connect_writer(
-            &nonce_file(path),
-            &[
-                ("page_size", 1024),
-                ("cache_size", -65_536),
-                ("wal_autocheckpoint", 16_384),
-            ],
-        )?;
-        nonces
-            .pragma_update(None, "synchronous", "OFF")
-            .map_err(classify)?;
-        nonces.execute_batch(NONCE_SCHEMA).map_err(classify)?;
-        adopt_old_nonces(&writer, &nonces)?;
+        let nonces_existed = nonce_file(path).exists();
+        let (nonces, damaged) = match open_nonce_file(&nonce_file(path)) {
+            Err(error) if is_damaged(&error) => (set_aside_and_reopen(&nonce_file(path), &error)?, true),
+            opened => (opened?, false),
+        };
+        // A store that served before without its nonce file lost the record too, unless it
+        // is from before nonces had their own file and still holds them.
+        let adopted = adopt_old_nonces(&writer, &nonces)?;
+        let missing = store_existed && !nonces_existed && !adopted;
+        if missing {
+            tracing::warn!(
+                file = %nonce_file(path).display(),
+                "the nonce file is missing: starting a new one; requests signed before this start are refused \
+                 until the clock window has passed"
+            );
+        }
+        let nonce_history_lost = damaged || missing;
         let mut migrator = SqliteConnectOptions::new()
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -236,6 +310,7 @@ impl SqliteEngine {
                 idle: Mutex::new(Vec::new()),
                 open: AtomicU32::new(0),
             }),
+            nonce_history_lost,
             _scratch: scratch,
         })
     }
@@ -290,6 +365,10 @@ impl Engine for SqliteEngine {
             size: self.readers.open.load(Ordering::Relaxed) + 2,
             idle,
         })
+    }
+
+    fn nonce_history_lost(&self) -> bool {
+        self.nonce_history_lost
     }
 
     async fn close(&self) {

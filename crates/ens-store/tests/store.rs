@@ -999,6 +999,34 @@ async fn a_sqlite_backup_is_the_whole_store_and_never_overwrites() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// The record of used nonces is reported lost when the nonce file of a store that served
+/// before is missing or damaged (a damaged one is set aside), and only then.
+#[tokio::test]
+async fn a_missing_or_damaged_nonce_file_is_reported_as_lost_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let nonce_file = dir.path().join("store.nonces.db");
+    let reopen = || async {
+        let store = Store::open_sqlite(&path).await.unwrap();
+        let lost = store.nonce_history_lost();
+        store.close().await;
+        lost
+    };
+    assert!(!reopen().await, "a new store has no history to lose");
+    assert!(!reopen().await, "an intact nonce file");
+    std::fs::remove_file(&nonce_file).unwrap();
+    assert!(reopen().await, "a missing nonce file");
+    assert!(!reopen().await, "the new file is intact again");
+    std::fs::write(&nonce_file, vec![0x5a_u8; 4096]).unwrap();
+    assert!(reopen().await, "a damaged nonce file");
+    let set_aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("store.nonces.db.damaged-"))
+        .collect();
+    assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+}
+
 #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
 #[tokio::test]
 async fn a_postgresql_store_is_backed_up_by_pg_dump() {
