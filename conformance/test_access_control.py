@@ -537,6 +537,18 @@ def test_audit_records_refused_authentication(acl, case):
     assert rec["UserName"] in (None, ""), rec
 
 
+def test_audit_keeps_only_the_size_of_a_malformed_access_key_id(acl):
+    """A 50 000-byte AccessKeyId is refused as an unknown key; the audit records its size,
+    not the bytes, so refusals cannot fill the store with what they send."""
+    huge = "K" * 50_000
+    resp = raw_v1_from(acl.host, huge, "any-secret")
+    body = check_json_error(resp, "InvalidAccessKeyId.NotFound", 404)
+    recs = [r for r in acl.admin.audit(outcome="InvalidAccessKeyId.NotFound", limit=100000)
+            if r["RequestId"] == body["RequestId"]]
+    assert len(recs) == 1, recs
+    assert recs[0]["AccessKeyId"] == "<malformed: 50000 bytes>", recs[0]["AccessKeyId"][:80]
+
+
 # ---------------------------------------------------------------------------------------
 # 9. Secrets and policy validation
 # ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use ens_domain::AccessKeyId;
 use ens_policy::ALL_RESOURCES;
 use ens_protocol::render::{render_error, render_success};
 use ens_protocol::{parse_call, Action, ApiError, ErrorCode, Format, RawRequest};
@@ -305,6 +306,15 @@ fn is_denial(code: &ErrorCode) -> bool {
     )
 }
 
+/// The AccessKeyId as the audit keeps it: verbatim when it has the shape of a key, else only
+/// its size, so that a refused request cannot make the audit store what it sent.
+fn audited_key_id(access_key_id: &str) -> String {
+    match AccessKeyId::parse(access_key_id) {
+        Ok(key) => key.to_string(),
+        Err(_) => format!("<malformed: {} bytes>", access_key_id.len()),
+    }
+}
+
 /// Records every write and every refused call, by what `operation` asks (action, whether it
 /// writes) and the `resource` it was authorized against (`*` when refused before that).
 /// `access_key_id` is the key the caller named, verified or not. A failure to record is
@@ -331,7 +341,7 @@ async fn audit(
         request_id: request_id.to_owned(),
         account: caller.map(|c| c.principal.account.clone()),
         user: caller.and_then(|c| c.principal.user.clone()),
-        access_key_id: Some(access_key_id.to_owned()),
+        access_key_id: Some(audited_key_id(access_key_id)),
         action: operation.action().as_str().to_owned(),
         resource: resource.to_owned(),
         source_ip: source_ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
