@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from ens_support import (
+    BACKEND,
     CATALOG_SIZE,
     CoreFlavor,
     assert_request_id,
@@ -139,17 +142,38 @@ def test_xml_format_is_case_insensitive(server, catalog_entries):
         [e["ImageId"] for e in catalog_entries[:2]]
 
 
+@pytest.mark.skipif(BACKEND == "postgres",
+                    reason="the stored field is planted with Python's sqlite3 in the embedded store")
 def test_xml_stays_well_formed_with_control_characters_in_stored_fields(tmp_path):
-    """An operator registered an instance whose OS version carries control characters; the
-    image made from it is answered in XML that a strict parser accepts (the characters XML
-    cannot carry become U+FFFD), and in JSON with the characters themselves, escaped."""
-    from ens_support import World
+    """The admin CLI refuses control characters in operator fields; a store that holds some
+    anyway (written by an older version) is still answered in XML that a strict parser
+    accepts (the characters XML cannot carry become U+FFFD), and in JSON with the characters
+    themselves, escaped."""
+    import sqlite3
+    import subprocess
+
+    from ens_support import World, _server_env, require_binary
 
     world = World(tmp_path, build_seconds=0, log_name="xml-control")
     try:
         tenant = world.new_tenant()
         raw_version = "7.9\x01\x1b[31m\x7f"
-        instance = world.instance(tenant, os_version=raw_version)
+        refused = subprocess.run(
+            [str(require_binary()), "admin", "--data-dir", str(world.data_dir), "instance", "add",
+             "--account", tenant.account_id, "--node", "cn-dalian-unicom", "--os-version", raw_version],
+            capture_output=True, text=True, env=_server_env(None, None, world.data_dir), timeout=60)
+        assert refused.returncode != 0, refused
+        assert "--os-version" in refused.stderr and "U+0001" in refused.stderr, refused.stderr
+
+        instance = world.instance(tenant)
+        db = sqlite3.connect(world.data_dir / "ens-images.db", timeout=10)
+        try:
+            with db:
+                changed = db.execute("UPDATE instances SET os_version = ? WHERE id = ?",
+                                     (raw_version, instance)).rowcount
+        finally:
+            db.close()
+        assert changed == 1
         image_id = world.create_image(world.sdk(tenant, "tea_v3"), tenant, name="ctl",
                                       InstanceId=instance)
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use ens_domain::validation::{validate_compute_type, validate_short_name, validate_text};
 use ens_domain::{
     AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, ImageId, Instance, NodeId, Principal, RamUserName,
     Snapshot,
@@ -263,6 +264,16 @@ struct SourceArgs {
     fail_build: Option<String>,
 }
 
+impl SourceArgs {
+    /// The API's own rules for what every image made from this source will carry.
+    fn validate(&self) -> anyhow::Result<()> {
+        validate_short_name("--platform", &self.platform)?;
+        validate_short_name("--architecture", &self.architecture)?;
+        validate_text("--os-version", &self.os_version)?;
+        Ok(())
+    }
+}
+
 #[derive(Subcommand)]
 enum InstanceCommand {
     /// Registers an instance; prints it.
@@ -482,6 +493,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             system_disk,
             data_disk,
         }) => {
+            source.validate()?;
+            validate_compute_type("--compute-type", &compute_type)?;
             let instance = Instance {
                 id: resource_id("--id", id, "i-")?,
                 owner: account(&source.account)?,
@@ -508,6 +521,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             instance,
             size,
         }) => {
+            source.validate()?;
             let snapshot = Snapshot {
                 id: resource_id("--id", id, "sp-")?,
                 owner: account(&source.account)?,

@@ -8,7 +8,8 @@ use std::collections::{BTreeSet, HashSet};
 
 use anyhow::{anyhow, bail, Context};
 use ens_domain::image::{validate_image_name, validate_resource_id};
-use ens_domain::{DiskDeviceMapping, Image, ImageId, ImageStatus, NodeId};
+use ens_domain::validation::{validate_compute_type, validate_short_name, validate_text};
+use ens_domain::{DiskDeviceMapping, Image, ImageId, ImageStatus, InvalidField, NodeId};
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -135,15 +136,15 @@ fn convert(entry: Entry) -> anyhow::Result<Image> {
             bail!("ImageOwnerAlias: catalog images are public, so it can only be \"system\"");
         }
     }
+    let rule = |e: InvalidField| anyhow!("{}: {}", e.field, e.reason);
+    validate_short_name("Architecture", &entry.architecture).map_err(rule)?;
+    validate_short_name("Platform", &entry.platform).map_err(rule)?;
     for (field, value) in [
-        ("Architecture", &entry.architecture),
-        ("Platform", &entry.platform),
+        ("OSVersion", &entry.os_version),
+        ("Description", &entry.description),
     ] {
-        if value.is_empty()
-            || value.len() > 64
-            || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            bail!("{field} must be 1 to 64 letters, digits or '_', got {value:?}");
+        if let Some(value) = value {
+            validate_text(field, value).map_err(rule)?;
         }
     }
     let size_gib = gib("ImageSize", &entry.image_size)?;
@@ -222,18 +223,10 @@ fn convert(entry: Entry) -> anyhow::Result<Image> {
         status: ImageStatus::Available,
         instance_id: None,
         compute_type: match entry.compute_type {
-            Some(value) => one_of(
-                "ComputeType",
-                &value,
-                &[
-                    "ens_vm",
-                    "ens",
-                    "arm_vm",
-                    "bare_metal",
-                    "arm_bare_metal",
-                    "pcfarm",
-                ],
-            )?,
+            Some(value) => {
+                validate_compute_type("ComputeType", &value).map_err(rule)?;
+                value
+            }
             None => "ens_vm".to_owned(),
         },
         os_version: entry.os_version.unwrap_or_default(),
@@ -345,6 +338,17 @@ mod tests {
             r#"{{{base}, "ImageName": "1bad", "CreationTime": "2020-01-01T00:00:00Z"}}"#
         ));
         assert!(bad_name.contains("ImageName"), "{bad_name}");
+        let control = error_of(&format!(
+            r#"{{{base}, "ImageName": "ok_name", "CreationTime": "2020-01-01T00:00:00Z", "Description": "a\u0007b"}}"#
+        ));
+        assert!(
+            control.contains("Description") && control.contains("U+0007"),
+            "{control}"
+        );
+        let compute = error_of(&format!(
+            r#"{{{base}, "ImageName": "ok_name", "CreationTime": "2020-01-01T00:00:00Z", "ComputeType": "gpu"}}"#
+        ));
+        assert!(compute.contains("ComputeType"), "{compute}");
     }
 
     #[test]
