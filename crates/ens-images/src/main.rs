@@ -177,8 +177,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        // A reader that already went away must not stop the server.
-        // The metrics line comes first: whoever waits for "listening on" has both.
+        // The metrics line comes first: whoever waits for "listening on" has both. A reader
+        // that already went away must not stop the server.
         if let Some(metrics) = metrics_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok())

@@ -56,9 +56,9 @@ pub struct SqliteEngine {
     /// The nonce file's connection.
     nonces: Arc<AsyncMutex<Connection>>,
     readers: Arc<Readers>,
-    /// Holds a temporary store's directory until the engine drops.
-    /// Whether the nonce file was damaged at open and replaced by an empty one.
+    /// Whether the nonce file was missing or damaged at open and replaced by an empty one.
     nonce_history_lost: bool,
+    /// Holds a temporary store's directory until the engine drops.
     _scratch: Option<tempfile::TempDir>,
 }
 
