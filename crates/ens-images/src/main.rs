@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ens_server::throttle::RateLimit;
-use ens_server::{AppState, ServerConfig, TlsFiles};
+use ens_server::{AppState, ConnectionLimits, ServerConfig, TlsFiles};
 
 /// mimalloc keeps per-thread free lists: a request allocates and frees many small strings,
 /// and the system allocator's shared arenas cost more than the request's own work.
@@ -76,6 +76,19 @@ struct ServeArgs {
     /// Requests an AccessKey may send at once above the rate (bucket size).
     #[arg(long, env = "ENS_IMAGES_RATE_BURST", default_value_t = 2000.0)]
     rate_burst: f64,
+    /// Seconds a connection has to send a whole request head, from its start or from the
+    /// previous answer (so it also closes idle keep-alive connections).
+    #[arg(long, env = "ENS_IMAGES_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout: u64,
+    /// Largest request head (request line and headers) in bytes, at least 8192.
+    #[arg(long, env = "ENS_IMAGES_MAX_HEADER_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(8192..=1_048_576))]
+    max_header_bytes: u64,
+    /// Most connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, env = "ENS_IMAGES_MAX_CONNECTIONS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Most connections one source address may hold at once.
+    #[arg(long, env = "ENS_IMAGES_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_ip: u64,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, env = "ENS_IMAGES_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -206,6 +219,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         image_build_step,
         rate_limit,
         bench_ceiling: args.bench_ceiling,
+        connections: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            max_header_bytes: usize::try_from(args.max_header_bytes)?,
+            max_connections: usize::try_from(args.max_connections)?,
+            max_connections_per_ip: usize::try_from(args.max_connections_per_ip)?,
+        },
         ..ServerConfig::default()
     };
     let tls = match (args.tls_cert, args.tls_key) {

@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod authz;
 pub mod batch;
+mod connections;
 pub mod error;
 mod handler;
 pub mod metrics;
@@ -31,6 +32,7 @@ use ens_store::{AdminStore, RequestStore};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
+pub use connections::ConnectionLimits;
 pub use handler::router;
 use secrets::MasterKey;
 use throttle::{RateLimit, Throttle};
@@ -55,6 +57,8 @@ pub struct ServerConfig {
     /// Serve `/bench/ceiling`, the fixed answer benchmarks compare the API with; off in
     /// production, as it answers without authentication.
     pub bench_ceiling: bool,
+    /// Timeouts and caps that keep cheap clients from holding the service.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             image_build_step: Duration::from_secs(2),
             rate_limit: None,
             bench_ceiling: false,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -177,10 +182,14 @@ pub async fn serve(
         let app = handler::metrics_router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await })
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let limits = state.config.connections;
     let result = match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        None => {
+            connections::serve(listener, router(state), limits, shutdown).await;
+            Ok(())
+        }
         Some(files) => {
+            let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
             let config =
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await?;
             let handle = axum_server::Handle::new();
@@ -189,10 +198,9 @@ pub async fn serve(
                 shutdown.await;
                 stopper.graceful_shutdown(Some(Duration::from_secs(30)));
             });
-            axum_server::from_tcp_rustls(listener.into_std()?, config)?
-                .handle(handle)
-                .serve(app)
-                .await
+            let mut server = axum_server::from_tcp_rustls(listener.into_std()?, config)?;
+            connections::tune_tls(&mut server, &limits);
+            server.handle(handle).serve(app).await
         }
     };
     pruner.abort();
