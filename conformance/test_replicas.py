@@ -29,7 +29,7 @@ from ens_support import (
 DATABASE_URL = os.environ.get("ENS_IMAGES_TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(
     not DATABASE_URL,
-    reason="skipped: PostgreSQL not reachable (set ENS_IMAGES_TEST_DATABASE_URL to run replica tests)",
+    reason="PostgreSQL not configured: set ENS_IMAGES_TEST_DATABASE_URL to run the replica tests",
 )
 
 
