@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -66,7 +66,8 @@ struct Slot {
 impl Slot {
     /// Takes a place for `ip`, unless the limits are reached.
     fn take(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &ConnectionLimits) -> Option<Self> {
-        let mut counts = open.lock().ok()?;
+        // The counts stay right even if a holder panicked: take them back from the poison.
+        let mut counts = open.lock().unwrap_or_else(PoisonError::into_inner);
         let here = counts.by_ip.get(&ip).copied().unwrap_or(0);
         if counts.total >= limits.max_connections || here >= limits.max_connections_per_ip {
             return None;
@@ -82,13 +83,12 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.open.lock() {
-            counts.total = counts.total.saturating_sub(1);
-            if let Some(here) = counts.by_ip.get_mut(&self.ip) {
-                *here -= 1;
-                if *here == 0 {
-                    counts.by_ip.remove(&self.ip);
-                }
+        let mut counts = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(here) = counts.by_ip.get_mut(&self.ip) {
+            *here = here.saturating_sub(1);
+            if *here == 0 {
+                counts.by_ip.remove(&self.ip);
             }
         }
     }
@@ -174,4 +174,38 @@ pub(crate) fn tune_tls(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_in_all_and_per_address_and_given_back() {
+        let limits = ConnectionLimits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            ..ConnectionLimits::default()
+        };
+        let open = Arc::new(Mutex::new(Open::default()));
+        let (one, two) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let first = Slot::take(&open, one, &limits);
+        let second = Slot::take(&open, one, &limits);
+        assert!(first.is_some() && second.is_some());
+        assert!(Slot::take(&open, one, &limits).is_none(), "per-address cap");
+        let third = Slot::take(&open, two, &limits);
+        assert!(third.is_some());
+        assert!(
+            Slot::take(&open, IpAddr::from([10, 0, 0, 3]), &limits).is_none(),
+            "total cap"
+        );
+        drop(first);
+        assert!(
+            Slot::take(&open, one, &limits).is_some(),
+            "a closed connection gives its slot back"
+        );
+        drop((second, third));
+        let counts = open.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!((counts.total, counts.by_ip.len()), (0, 0));
+    }
 }
