@@ -202,17 +202,7 @@ fn xml_chars(text: &str) -> std::borrow::Cow<'_, str> {
     if text.chars().all(xml_allows) {
         std::borrow::Cow::Borrowed(text)
     } else {
-        std::borrow::Cow::Owned(
-            text.chars()
-                .map(|c| {
-                    if xml_allows(c) {
-                        c
-                    } else {
-                        char::REPLACEMENT_CHARACTER
-                    }
-                })
-                .collect(),
-        )
+        std::borrow::Cow::Owned(text.replace(|c: char| !xml_allows(c), "\u{fffd}"))
     }
 }
 

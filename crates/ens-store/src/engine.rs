@@ -207,8 +207,8 @@ pub trait Engine: Send + Sync + 'static {
     /// Connection pool usage now, when the engine pools connections.
     fn pool_stats(&self) -> Option<crate::PoolStats>;
 
-    /// Whether the record of used SignatureNonces was lost when the store opened (a damaged
-    /// file replaced by an empty one): nonces used before then could be replayed.
+    /// Whether the record of used SignatureNonces was lost when the store opened (a missing
+    /// or damaged file replaced by an empty one): nonces used before then could be replayed.
     fn nonce_history_lost(&self) -> bool {
         false
     }

@@ -271,9 +271,10 @@ impl SqliteEngine {
         // Nonce pages are small (each batch dirties about one page per nonce) and written
         // without fsync: a power loss may forget the last nonces, which only reopens their
         // replay window; a crash of the process loses nothing.
-        let nonces_existed = nonce_file(path).exists();
-        let (nonces, damaged) = match open_nonce_file(&nonce_file(path)) {
-            Err(error) if is_damaged(&error) => (set_aside_and_reopen(&nonce_file(path), &error)?, true),
+        let nonce_path = nonce_file(path);
+        let nonces_existed = nonce_path.exists();
+        let (nonces, damaged) = match open_nonce_file(&nonce_path) {
+            Err(error) if is_damaged(&error) => (set_aside_and_reopen(&nonce_path, &error)?, true),
             opened => (opened?, false),
         };
         // A store that served before without its nonce file lost the record too, unless it
@@ -282,7 +283,7 @@ impl SqliteEngine {
         let missing = store_existed && !nonces_existed && !adopted;
         if missing {
             tracing::warn!(
-                file = %nonce_file(path).display(),
+                file = %nonce_path.display(),
                 "the nonce file is missing: starting a new one; requests signed before this start are refused \
                  until the clock window has passed"
             );
