@@ -70,6 +70,14 @@ impl ServerError {
 fn store_error(action: Action, error: &StoreError, request_id: &str) -> ApiError {
     match error {
         StoreError::Image(error) => image_error(action, error),
+        StoreError::Full(_) => {
+            tracing::error!(
+                request_id,
+                %error,
+                "the disk holding the store is full: writes are refused with ServiceUnavailable until space is freed"
+            );
+            ApiError::new(ErrorCode::ServiceUnavailable)
+        }
         error if error.is_unavailable() => {
             tracing::warn!(request_id, %error, "store unavailable");
             ApiError::new(ErrorCode::ServiceUnavailable)

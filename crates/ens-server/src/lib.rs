@@ -108,8 +108,9 @@ impl AppState {
     #[must_use]
     pub fn new(store: Arc<dyn RequestStore>, master_key: MasterKey, config: ServerConfig) -> Self {
         let replay_guard_since = store.nonce_history_lost().then(OffsetDateTime::now_utc);
+        let keep_mark_until = replay_guard_since.map(|since| since + config.nonce_window);
         Self {
-            nonces: Arc::new(nonces::NonceLedger::new(Arc::clone(&store))),
+            nonces: Arc::new(nonces::NonceLedger::new(Arc::clone(&store), keep_mark_until)),
             audit: Arc::new(audit::AuditLog::new(Arc::clone(&store))),
             store,
             throttle: config.rate_limit.map(|limit| Arc::new(Throttle::new(limit))),
@@ -174,7 +175,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.secure_transport = tls.is_some();
     state.metrics_apart = metrics_listener.is_some();
-    let pruner = tokio::spawn(prune_nonces(state.clone()));
+    let pruner = tokio::spawn(keep_nonce_record(state.clone()));
     let builder = tokio::spawn(advance_builds(state.clone()));
     let heart = tokio::spawn(heartbeat(state.clone()));
     // Scrapes need no graceful end: the listener stops with the API.
@@ -183,6 +184,7 @@ pub async fn serve(
         tokio::spawn(async move { axum::serve(listener, app).await })
     });
     let limits = state.config.connections;
+    let state_nonces = Arc::clone(&state.nonces);
     let result = match tls {
         None => {
             connections::serve(listener, router(state), limits, shutdown).await;
@@ -204,6 +206,14 @@ pub async fn serve(
         }
     };
     pruner.abort();
+    let held = state_nonces.settle(OffsetDateTime::now_utc()).await;
+    if held > 0 {
+        tracing::error!(
+            held,
+            "stopping with accepted nonces the record could not take: the next start refuses requests signed \
+             before it until the clock window has passed"
+        );
+    }
     builder.abort();
     heart.abort();
     if let Some(metrics) = metrics {
@@ -251,12 +261,21 @@ async fn advance_builds(state: AppState) {
     }
 }
 
-async fn prune_nonces(state: AppState) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(60));
-    loop {
+/// How often claims held in memory are offered to the nonce record again.
+const SETTLE_NONCES_EVERY: Duration = Duration::from_secs(1);
+/// How many settle periods between two prunings of expired nonces.
+const PRUNE_NONCES_EVERY: u32 = 60;
+
+/// Writes nonce claims held in memory once the record takes them, and forgets expired ones.
+async fn keep_nonce_record(state: AppState) {
+    let mut ticker = tokio::time::interval(SETTLE_NONCES_EVERY);
+    for tick in 0_u32.. {
         ticker.tick().await;
-        if let Err(error) = state.store.prune_nonces((state.clock)()).await {
-            tracing::warn!(%error, "pruning expired nonces failed");
+        state.nonces.settle((state.clock)()).await;
+        if tick % PRUNE_NONCES_EVERY == 0 {
+            if let Err(error) = state.store.prune_nonces((state.clock)()).await {
+                tracing::warn!(%error, "pruning expired nonces failed");
+            }
         }
     }
 }

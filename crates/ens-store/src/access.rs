@@ -98,6 +98,21 @@ impl Store {
         Ok(won)
     }
 
+    /// See [`crate::RequestStore::nonce_in_use`].
+    pub(crate) async fn nonce_on_record(&self, claim: &NonceClaim, now: OffsetDateTime) -> StoreResult<bool> {
+        let mut session = self.session(Access::Nonces).await?;
+        let found = session
+            .ints(
+                "SELECT digest FROM used_nonces WHERE digest = $1 AND expires_at > $2",
+                &[
+                    nonce_digest(claim.key.as_str(), &claim.nonce).into(),
+                    now.unix_timestamp().into(),
+                ],
+            )
+            .await?;
+        Ok(!found.is_empty())
+    }
+
     /// See [`crate::RequestStore::record_audits`].
     pub(crate) async fn insert_audits(&self, entries: &[AuditEntry]) -> StoreResult<()> {
         let mut session = self.session(Access::Write).await?;

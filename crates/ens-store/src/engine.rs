@@ -213,6 +213,23 @@ pub trait Engine: Send + Sync + 'static {
         false
     }
 
+    /// Whether this process alone claims nonces in this store (the embedded file), so that
+    /// while the record cannot be written the server may hold claims in memory instead of
+    /// refusing every request. Where replicas share the store, only the store can decide.
+    fn nonces_are_local(&self) -> bool {
+        false
+    }
+
+    /// Marks the record of used nonces incomplete (`false`: this process accepted claims it
+    /// could not write) or whole again, so that the next start knows whether to close the
+    /// replay window. Marking it incomplete must work on a full disk.
+    ///
+    /// # Errors
+    /// When the mark cannot be made.
+    fn mark_nonce_record(&self, _complete: bool) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Closes every connection (before dropping a test database, or at shutdown), leaving the
     /// database self-contained: nothing that only a journal beside it holds.
     async fn close(&self);

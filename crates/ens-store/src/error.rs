@@ -25,6 +25,10 @@ pub enum StoreError {
     /// The database cannot be reached or is busy; retrying later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(Cause),
+    /// The disk holding the database is full: nothing was written, and the same write can
+    /// succeed once space is freed.
+    #[error("the disk holding the store is full: {0}")]
+    Full(Cause),
     /// The transaction lost a race (serialization failure, deadlock): running it again at
     /// once is the remedy, and the store does so a few times before reporting this.
     #[error("transaction conflict: {0}")]
@@ -38,11 +42,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database is unreachable or busy rather than the request wrong: the
-    /// server answers ServiceUnavailable and the same call can succeed later.
+    /// Whether the database is unreachable, busy or out of space rather than the request
+    /// wrong: the server answers ServiceUnavailable and the same call can succeed later.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Contended(_))
+        matches!(self, Self::Unavailable(_) | Self::Contended(_) | Self::Full(_))
     }
 }
 

@@ -46,6 +46,10 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     if sqlstate.is_some_and(|code| CONTENDED_SQLSTATES.contains(&code)) {
         return StoreError::Contended(Box::new(error));
     }
+    // disk_full: the server could not extend a file; the same write can succeed later.
+    if sqlstate == Some("53100") {
+        return StoreError::Full(Box::new(error));
+    }
     let transient = matches!(
         error,
         sqlx::Error::PoolTimedOut

@@ -188,6 +188,19 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().engine.nonce_history_lost()
     }
 
+    /// See [`crate::engine::Engine::nonces_are_local`].
+    fn nonces_are_local(&self) -> bool {
+        self.store().engine.nonces_are_local()
+    }
+
+    /// See [`crate::engine::Engine::mark_nonce_record`].
+    ///
+    /// # Errors
+    /// When the mark cannot be made.
+    fn mark_nonce_record(&self, complete: bool) -> StoreResult<()> {
+        self.store().engine.mark_nonce_record(complete)
+    }
+
     /// Records that server `replica` is alive at `now` and returns how many replicas were
     /// alive in the last `window` (itself included). Per-replica limits, such as the
     /// request rate, are divided by this count.
@@ -239,6 +252,12 @@ pub trait RequestStore: Send + Sync + 'static {
     /// recorded and has not expired at `now` (a replay). The claims must be distinct.
     async fn claim_nonces(&self, claims: &[NonceClaim], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
         self.store().claim_nonce_batch(claims, now).await
+    }
+
+    /// Whether `claim`'s nonce is on record and unexpired at `now`, without writing: how
+    /// replay protection goes on while the record cannot be written.
+    async fn nonce_in_use(&self, claim: &NonceClaim, now: OffsetDateTime) -> StoreResult<bool> {
+        self.store().nonce_on_record(claim, now).await
     }
 
     /// Forgets nonces whose replay window has passed; returns how many.

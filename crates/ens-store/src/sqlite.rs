@@ -51,6 +51,7 @@ CREATE INDEX IF NOT EXISTS used_nonces_by_expiry ON used_nonces (expires_at);";
 /// The SQLite engine behind a [`Store`].
 pub struct SqliteEngine {
     path: PathBuf,
+    nonce_path: PathBuf,
     /// The one write connection; writers queue for it.
     writer: Arc<AsyncMutex<Connection>>,
     /// The nonce file's connection.
@@ -70,15 +71,16 @@ struct Readers {
 
 /// Sorts an SQLite failure: a lock held past the busy timeout is worth retrying later.
 fn classify(error: rusqlite::Error) -> StoreError {
-    let busy = matches!(
-        &error,
-        rusqlite::Error::SqliteFailure(failure, _)
-            if matches!(failure.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    );
-    if busy {
-        StoreError::Unavailable(Box::new(error))
-    } else {
-        StoreError::Database(Box::new(error))
+    let code = match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.code),
+        _ => None,
+    };
+    match code {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(Box::new(error))
+        }
+        Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(Box::new(error)),
+        _ => StoreError::Database(Box::new(error)),
     }
 }
 
@@ -89,6 +91,40 @@ fn nonce_file(path: &Path) -> PathBuf {
     let mut name = path.file_stem().map(OsString::from).unwrap_or_default();
     name.push(".nonces.db");
     path.with_file_name(name)
+}
+
+/// The mark beside the nonce file saying its record is incomplete: while it exists, some
+/// accepted nonces may be missing from the file (they were claimed while it could not be
+/// written, or it was lost). Creating an empty file needs no data block, so the mark can be
+/// made on a full disk.
+fn unrecorded_mark(nonce_file: &Path) -> PathBuf {
+    let mut name = nonce_file.as_os_str().to_owned();
+    name.push(".unrecorded");
+    PathBuf::from(name)
+}
+
+/// Creates or removes the [`unrecorded_mark`] of `nonce_file`.
+fn set_unrecorded_mark(nonce_file: &Path, unrecorded: bool) -> StoreResult<()> {
+    let mark = unrecorded_mark(nonce_file);
+    let done = if unrecorded {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&mark)
+            .map(drop)
+    } else {
+        std::fs::remove_file(&mark).or_else(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(error),
+        })
+    };
+    done.map_err(|error| {
+        StoreError::Unavailable(Box::new(std::io::Error::new(
+            error.kind(),
+            format!("{}: {error}", mark.display()),
+        )))
+    })
 }
 
 /// Creates the database file readable by its owner only, before SQLite does; SQLite gives its
@@ -288,7 +324,21 @@ impl SqliteEngine {
                  until the clock window has passed"
             );
         }
-        let nonce_history_lost = damaged || missing;
+        let left_incomplete = unrecorded_mark(&nonce_path).exists();
+        if left_incomplete {
+            tracing::warn!(
+                file = %nonce_path.display(),
+                "the nonce file misses nonces accepted while it could not be written (the disk was full when the \
+                 server stopped, or it restarted within the clock window after a loss): requests signed before this \
+                 start are refused until the clock window has passed"
+            );
+        }
+        let nonce_history_lost = damaged || missing || left_incomplete;
+        // The mark stays until the server has refused pre-start signatures for a whole
+        // window, so that a restart within it closes the window again.
+        if nonce_history_lost {
+            set_unrecorded_mark(&nonce_path, true)?;
+        }
         let mut migrator = SqliteConnectOptions::new()
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
@@ -305,6 +355,7 @@ impl SqliteEngine {
         drop(migrator);
         Ok(Self {
             path: path.to_owned(),
+            nonce_path,
             writer: Arc::new(AsyncMutex::new(writer)),
             nonces: Arc::new(AsyncMutex::new(nonces)),
             readers: Arc::new(Readers {
@@ -370,6 +421,14 @@ impl Engine for SqliteEngine {
 
     fn nonce_history_lost(&self) -> bool {
         self.nonce_history_lost
+    }
+
+    fn nonces_are_local(&self) -> bool {
+        true
+    }
+
+    fn mark_nonce_record(&self, complete: bool) -> StoreResult<()> {
+        set_unrecorded_mark(&self.nonce_path, !complete)
     }
 
     async fn close(&self) {
@@ -470,7 +529,8 @@ struct SqliteSession {
 impl Drop for SqliteSession {
     fn drop(&mut self) {
         if self.open {
-            if let Ok(connection) = self.connection.get() {
+            // SQLite itself rolls back a transaction that hit a full disk or an I/O error.
+            if let Some(connection) = self.connection.get().ok().filter(|c| !c.is_autocommit()) {
                 if let Err(error) = connection.execute_batch("ROLLBACK") {
                     tracing::warn!(%error, "rolling back an SQLite transaction failed");
                 }
