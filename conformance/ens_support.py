@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
 
@@ -221,6 +221,11 @@ def _server_env(ak: Optional[str], secret: Optional[str],
                  "ENS_IMAGES_CATALOG", "ENS_IMAGES_LISTEN", "ENS_IMAGES_DATA_DIR",
                  "ENS_IMAGES_IMAGE_BUILD_SECONDS", "ENS_IMAGES_DATABASE_URL"):
         env.pop(name, None)
+    # The suite sends thousands of deliberately refused requests from one address and looks
+    # each up in the audit; the per-address throttle of refusals and their counting in the
+    # audit are tested with their own settings (test_refusals.py).
+    env.setdefault("ENS_IMAGES_REFUSAL_BURST", "1000000")
+    env.setdefault("ENS_IMAGES_AUDIT_REFUSALS_PER_PERIOD", "1000000")
     if ak is not None:
         env["ENS_IMAGES_ROOT_ACCESS_KEY_ID"] = ak
         env["ENS_IMAGES_ROOT_ACCESS_KEY_SECRET"] = secret
@@ -231,7 +236,8 @@ def _server_env(ak: Optional[str], secret: Optional[str],
 
 def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[str] = None,
                  secret: Optional[str] = None, log_name: str = "server",
-                 build_seconds: Optional[float] = None) -> ServerProcess:
+                 build_seconds: Optional[float] = None,
+                 extra_args: Sequence[str] = ()) -> ServerProcess:
     binary = require_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"{data_dir.name}.{log_name}.{secrets.token_hex(3)}.stderr.log"
@@ -240,6 +246,7 @@ def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[st
         cmd += ["--catalog", str(catalog)]
     if build_seconds is not None:
         cmd += ["--image-build-seconds", repr(float(build_seconds))]
+    cmd += list(extra_args)
     with open(stderr_path, "wb") as stderr_file:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=stderr_file, env=_server_env(ak, secret, data_dir))
@@ -248,8 +255,9 @@ def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[st
 
 def start_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[str] = None,
                  secret: Optional[str] = None, log_name: str = "server",
-                 build_seconds: Optional[float] = None) -> ServerProcess:
-    server = spawn_server(data_dir, catalog, ak, secret, log_name, build_seconds)
+                 build_seconds: Optional[float] = None,
+                 extra_args: Sequence[str] = ()) -> ServerProcess:
+    server = spawn_server(data_dir, catalog, ak, secret, log_name, build_seconds, extra_args)
     server.wait_listening()
     return server
 

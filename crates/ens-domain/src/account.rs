@@ -33,6 +33,10 @@ impl fmt::Display for AccountId {
     }
 }
 
+/// The longest AccessKey ID accepted: the cloud's own are 24 to 30 characters, STS ones
+/// longer; anything past this is refused before it is looked up or stored.
+pub const MAX_ACCESS_KEY_ID_CHARS: usize = 128;
+
 /// The public half of an AccessKey pair; safe to log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccessKeyId(String);
@@ -43,7 +47,10 @@ impl AccessKeyId {
     /// # Errors
     /// `InvalidField` for `AccessKeyId` when the value is empty, too long or not printable.
     pub fn parse(value: &str) -> Result<Self, InvalidField> {
-        if value.is_empty() || value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        if value.is_empty()
+            || value.len() > MAX_ACCESS_KEY_ID_CHARS
+            || !value.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(InvalidField::new("AccessKeyId", "not a valid AccessKey ID"));
         }
         Ok(Self(value.to_owned()))

@@ -13,7 +13,7 @@ pub mod rules;
 pub mod source;
 pub mod validation;
 
-pub use account::{AccessKeyId, AccessKeyStatus, AccountId, Principal, RamUserName};
+pub use account::{AccessKeyId, AccessKeyStatus, AccountId, Principal, RamUserName, MAX_ACCESS_KEY_ID_CHARS};
 pub use image::{
     BuildFailure, DiskDeviceMapping, Image, ImageId, ImageOwnerAlias, ImageQuery, ImageStatus, ImageView,
     NodeId,

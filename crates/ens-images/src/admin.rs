@@ -722,6 +722,7 @@ async fn audit_command(store: &Store, filters: AuditArgs) -> anyhow::Result<Valu
                     "Resource": entry.resource,
                     "SourceIp": entry.source_ip,
                     "Outcome": entry.outcome,
+                    "Repeats": entry.repeats,
                 })
             })
             .collect(),

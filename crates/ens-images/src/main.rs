@@ -78,6 +78,21 @@ struct ServeArgs {
     rate_burst: f64,
     /// Seconds a connection has to send a whole request head, from its start or from the
     /// previous answer (so it also closes idle keep-alive connections).
+    /// Refused requests per second one source address may send before authentication
+    /// succeeds (unknown key, bad signature, stale timestamp); past the burst, that address
+    /// gets Throttling.User without any lookup until its allowance refills.
+    #[arg(long, env = "ENS_IMAGES_REFUSAL_RATE", default_value_t = 20.0)]
+    refusal_rate: f64,
+    /// Refused requests one source address may send at once before the rate applies.
+    #[arg(long, env = "ENS_IMAGES_REFUSAL_BURST", default_value_t = 200.0)]
+    refusal_burst: f64,
+    /// Refused requests of unauthenticated callers recorded one by one in the audit per
+    /// 10-second period; the rest are counted per source address, action and outcome.
+    #[arg(long, env = "ENS_IMAGES_AUDIT_REFUSALS_PER_PERIOD", default_value_t = 20)]
+    audit_refusals_per_period: u32,
+    /// Days audit records are kept (removed at start and hourly); 0 keeps them forever.
+    #[arg(long, env = "ENS_IMAGES_AUDIT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(0..=36_500))]
+    audit_retention_days: u64,
     #[arg(long, env = "ENS_IMAGES_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     header_read_timeout: u64,
     /// Largest request head (request line and headers) in bytes, at least 8192.
@@ -215,9 +230,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let finite_positive = |value: f64| value.is_finite() && value > 0.0;
+    if !(finite_positive(args.refusal_rate) && args.refusal_burst.is_finite() && args.refusal_burst >= 1.0) {
+        anyhow::bail!("--refusal-rate must be above 0 and --refusal-burst at least 1");
+    }
     let config = ServerConfig {
         image_build_step,
         rate_limit,
+        refusal_limit: RateLimit {
+            per_second: args.refusal_rate,
+            burst: args.refusal_burst,
+        },
+        audit_refusals_per_period: args.audit_refusals_per_period,
+        audit_retention: (args.audit_retention_days > 0)
+            .then(|| Duration::from_secs(args.audit_retention_days.saturating_mul(24 * 3600))),
         bench_ceiling: args.bench_ceiling,
         connections: ConnectionLimits {
             header_read_timeout: Duration::from_secs(args.header_read_timeout),

@@ -1,6 +1,6 @@
 //! Authentication: who signed the call, and is the signature fresh and genuine.
 
-use ens_domain::{AccessKeyId, AccessKeyStatus, Principal};
+use ens_domain::{AccessKeyId, AccessKeyStatus, Principal, MAX_ACCESS_KEY_ID_CHARS};
 use ens_protocol::{ApiError, Credentials, ErrorCode};
 use ens_store::NonceClaim;
 use time::OffsetDateTime;
@@ -29,7 +29,17 @@ pub async fn authenticate(
         return Err(ApiError::new(ErrorCode::InvalidSecurityTokenMalformed).into());
     }
     let not_found = || ApiError::new(ErrorCode::InvalidAccessKeyIdNotFound);
-    let key_id = AccessKeyId::parse(&credentials.access_key_id).map_err(|_| not_found())?;
+    // Checked before anything is looked up or stored: no key has such an ID.
+    let key_id = AccessKeyId::parse(&credentials.access_key_id).map_err(|_| {
+        ApiError::with_message(
+            ErrorCode::InvalidAccessKeyIdNotFound,
+            format!(
+                "Specified access key is not found: an AccessKeyId is 1 to {MAX_ACCESS_KEY_ID_CHARS} printable \
+                 ASCII characters, this one has {} bytes.",
+                credentials.access_key_id.len()
+            ),
+        )
+    })?;
     let key = state.store.access_key(&key_id).await?.ok_or_else(not_found)?;
     if key.status == AccessKeyStatus::Inactive {
         return Err(ApiError::new(ErrorCode::InvalidAccessKeyIdInactive).into());

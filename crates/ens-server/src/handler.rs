@@ -247,6 +247,13 @@ async fn run(
     let mut resource = ALL_RESOURCES.to_owned();
     let mut retry_after = None;
     let result: Result<_, ServerError> = async {
+        // A source whose refused requests used up its allowance gets nothing more looked up.
+        if let Some(ip) = source_ip {
+            if let Err(wait) = state.refusals.peek(&ip.to_string(), Instant::now()) {
+                retry_after = Some(wait.0);
+                return Err(ApiError::new(ErrorCode::ThrottlingUser).into());
+            }
+        }
         let authenticated = authenticate(state, &call.credentials, now).await?;
         caller = Some(authenticated.clone());
         if let Some(throttle) = &state.throttle {
@@ -271,6 +278,12 @@ async fn run(
     let result = result
         .map(|body| render_success(&body, call.format))
         .map_err(|error| error.into_api_error(operation.action(), request_id));
+    if let (None, Some(ip), Err(error)) = (&caller, source_ip, &result) {
+        if is_denial(&error.code) && retry_after.is_none() {
+            // The token is only spent when refused; a throttled answer does not extend the wait.
+            let _ = state.refusals.take(&ip.to_string(), Instant::now());
+        }
+    }
     audit(
         state,
         &operation,
@@ -317,6 +330,8 @@ fn audited_key_id(access_key_id: &str) -> String {
 
 /// Records every write and every refused call, by what `operation` asks (action, whether it
 /// writes) and the `resource` it was authorized against (`*` when refused before that).
+/// Refusals of unauthenticated callers are counted rather than recorded one by one (see
+/// [`crate::audit`]).
 /// `access_key_id` is the key the caller named, verified or not. A failure to record is
 /// logged; the answer already reflects what happened.
 #[allow(clippy::too_many_arguments)]
@@ -346,6 +361,16 @@ async fn audit(
         resource: resource.to_owned(),
         source_ip: source_ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
         outcome,
+        repeats: 1,
+    };
+    let entry = if caller.is_none() {
+        // Nobody is accountable for it: past the period's allowance, counted with its kind.
+        match state.audit.admit_refusal(entry) {
+            Some(entry) => entry,
+            None => return,
+        }
+    } else {
+        entry
     };
     if let Err(error) = state.audit.record(entry).await {
         tracing::error!(request_id, %error, "audit record lost");

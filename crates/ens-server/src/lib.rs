@@ -59,6 +59,15 @@ pub struct ServerConfig {
     pub bench_ceiling: bool,
     /// Timeouts and caps that keep cheap clients from holding the service.
     pub connections: ConnectionLimits,
+    /// Refusals before authentication (unknown key, bad signature, stale timestamp) allowed
+    /// per source address; past it, that address is answered `Throttling.User` before any
+    /// key lookup until its bucket refills.
+    pub refusal_limit: RateLimit,
+    /// Refusals before authentication recorded one by one in each 10-second period; the
+    /// rest are counted per source address, action and outcome, one row per count.
+    pub audit_refusals_per_period: u32,
+    /// How long audit records are kept; `None` keeps them forever.
+    pub audit_retention: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +80,12 @@ impl Default for ServerConfig {
             rate_limit: None,
             bench_ceiling: false,
             connections: ConnectionLimits::default(),
+            refusal_limit: RateLimit {
+                per_second: 20.0,
+                burst: 200.0,
+            },
+            audit_refusals_per_period: 20,
+            audit_retention: Some(Duration::from_secs(90 * 24 * 3600)),
         }
     }
 }
@@ -88,6 +103,8 @@ pub struct AppState {
     pub master_key: Arc<MasterKey>,
     /// Per-key rate limiting, when configured.
     pub throttle: Option<Arc<Throttle>>,
+    /// Unauthenticated refusals per source address.
+    pub refusals: Arc<Throttle>,
     /// Whether requests arrive over TLS (`acs:SecureTransport`).
     pub secure_transport: bool,
     /// Whether `/metrics` has a listener of its own, away from the API's clients.
@@ -111,9 +128,13 @@ impl AppState {
         let keep_mark_until = replay_guard_since.map(|since| since + config.nonce_window);
         Self {
             nonces: Arc::new(nonces::NonceLedger::new(Arc::clone(&store), keep_mark_until)),
-            audit: Arc::new(audit::AuditLog::new(Arc::clone(&store))),
+            audit: Arc::new(audit::AuditLog::new(
+                Arc::clone(&store),
+                config.audit_refusals_per_period,
+            )),
             store,
             throttle: config.rate_limit.map(|limit| Arc::new(Throttle::new(limit))),
+            refusals: Arc::new(Throttle::new(config.refusal_limit)),
             config: Arc::new(config),
             clock: Arc::new(OffsetDateTime::now_utc),
             master_key: Arc::new(master_key),
@@ -178,6 +199,7 @@ pub async fn serve(
     let pruner = tokio::spawn(keep_nonce_record(state.clone()));
     let builder = tokio::spawn(advance_builds(state.clone()));
     let heart = tokio::spawn(heartbeat(state.clone()));
+    let auditor = tokio::spawn(keep_audit(state.clone()));
     // Scrapes need no graceful end: the listener stops with the API.
     let metrics = metrics_listener.map(|listener| {
         let app = handler::metrics_router(state.clone());
@@ -185,6 +207,7 @@ pub async fn serve(
     });
     let limits = state.config.connections;
     let state_nonces = Arc::clone(&state.nonces);
+    let state_audit = Arc::clone(&state.audit);
     let result = match tls {
         None => {
             connections::serve(listener, router(state), limits, shutdown).await;
@@ -216,6 +239,8 @@ pub async fn serve(
     }
     builder.abort();
     heart.abort();
+    auditor.abort();
+    state_audit.flush_refusals().await;
     if let Some(metrics) = metrics {
         metrics.abort();
     }
@@ -257,6 +282,34 @@ async fn advance_builds(state: AppState) {
         ticker.tick().await;
         if let Err(error) = state.store.advance_image_builds((state.clock)(), step).await {
             tracing::warn!(%error, "advancing image builds failed");
+        }
+    }
+}
+
+/// How long unauthenticated refusals are counted before their counts are written.
+const REFUSAL_COUNT_PERIOD: Duration = Duration::from_secs(10);
+/// How often audit records past their retention are removed.
+const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Writes the counts of unauthenticated refusals each period, and removes audit records
+/// past their retention (at start, then hourly).
+async fn keep_audit(state: AppState) {
+    let mut ticker = tokio::time::interval(REFUSAL_COUNT_PERIOD);
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    loop {
+        ticker.tick().await;
+        state.audit.flush_refusals().await;
+        let Some(retention) = state.config.audit_retention else {
+            continue;
+        };
+        if last_prune.is_some_and(|at| at.elapsed() < AUDIT_PRUNE_EVERY) {
+            continue;
+        }
+        last_prune = Some(tokio::time::Instant::now());
+        match state.store.prune_audit((state.clock)() - retention).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "audit records past their retention removed"),
+            Err(error) => tracing::warn!(%error, "removing audit records past their retention failed"),
         }
     }
 }

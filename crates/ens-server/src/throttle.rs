@@ -60,6 +60,30 @@ impl Throttle {
         }
     }
 
+    /// Whether `key` has a token at `now`, without taking it: a gate for requests that only
+    /// cost a token when they turn out to be refused.
+    ///
+    /// # Errors
+    /// `RetryAfter` with the time until a token is available.
+    pub fn peek(&self, key: &str, now: Instant) -> Result<(), RetryAfter> {
+        let limit = self.share();
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(bucket) = buckets.get(key) else {
+            return Ok(());
+        };
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        let tokens = (bucket.tokens + elapsed * limit.per_second).min(limit.burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            let wait = (1.0 - tokens) / limit.per_second.max(f64::EPSILON);
+            Err(RetryAfter(Duration::from_secs_f64(wait.min(3600.0))))
+        }
+    }
+
     /// Takes one token for `key` at `now`.
     ///
     /// # Errors
@@ -111,9 +135,13 @@ mod tests {
             wait.0 > Duration::ZERO && wait.0 <= Duration::from_millis(100),
             "{wait:?}"
         );
+        // Looking does not take: the bucket is still empty, and a key never seen is full.
+        assert!(throttle.peek("a", start).is_err());
+        assert!(throttle.peek("c", start).is_ok());
         // Another key has its own bucket.
         assert!(throttle.take("b", start).is_ok());
         // A tenth of a second later one more token has dripped in.
+        assert!(throttle.peek("a", start + Duration::from_millis(100)).is_ok());
         assert!(throttle.take("a", start + Duration::from_millis(100)).is_ok());
         assert!(throttle.take("a", start + Duration::from_millis(100)).is_err());
     }

@@ -11,7 +11,7 @@ use crate::engine::{Access, Dialect, Lock, Param, Session};
 use crate::rows::{audit_time, format_time};
 use crate::{AuditEntry, NonceClaim, Store, StoreError, StoreResult};
 
-/// Audit entries per INSERT: nine bound values each.
+/// Audit entries per INSERT: ten bound values each.
 const AUDIT_ENTRIES_PER_STATEMENT: usize = 100;
 /// Nonce claims per statement (two lists of this length).
 const NONCE_CLAIMS_PER_STATEMENT: usize = 512;
@@ -121,13 +121,13 @@ impl Store {
                 .iter()
                 .map(|entry| audit_time(entry.at))
                 .collect::<StoreResult<Vec<_>>>()?;
-            let mut params: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * 9);
+            let mut params: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * 10);
             let mut rows = Vec::with_capacity(chunk.len());
             for (entry, at) in chunk.iter().zip(&times) {
                 let first = params.len() + 1;
-                let placeholders: Vec<String> = (first..first + 9).map(|n| format!("${n}")).collect();
+                let placeholders: Vec<String> = (first..first + 10).map(|n| format!("${n}")).collect();
                 rows.push(format!("({})", placeholders.join(", ")));
-                params.extend::<[Param<'_>; 9]>([
+                params.extend::<[Param<'_>; 10]>([
                     at.as_str().into(),
                     entry.request_id.as_str().into(),
                     entry.account.as_ref().map(AccountId::as_str).into(),
@@ -137,11 +137,12 @@ impl Store {
                     entry.resource.as_str().into(),
                     entry.source_ip.as_str().into(),
                     entry.outcome.as_str().into(),
+                    i64::from(entry.repeats).into(),
                 ]);
             }
             let sql = format!(
                 "INSERT INTO audit_log (at, request_id, account_id, user_name, access_key_id, action, resource, \
-                 source_ip, outcome) VALUES {}",
+                 source_ip, outcome, repeats) VALUES {}",
                 rows.join(", ")
             );
             session.execute(&sql, &params).await?;

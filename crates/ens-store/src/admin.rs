@@ -566,8 +566,8 @@ pub trait AdminStore: Send + Sync + 'static {
         let since = filter.since.map(audit_time).transpose()?;
         let rows = self.store()
             .read_all(
-                "SELECT at, request_id, account_id, user_name, access_key_id, action, resource, source_ip, outcome \
-                 FROM audit_log WHERE ($1 IS NULL OR account_id = $1) AND ($2 IS NULL OR action = $2) \
+                "SELECT at, request_id, account_id, user_name, access_key_id, action, resource, source_ip, outcome, \
+                 repeats FROM audit_log WHERE ($1 IS NULL OR account_id = $1) AND ($2 IS NULL OR action = $2) \
                  AND ($3 IS NULL OR outcome = $3) AND ($4 IS NULL OR at >= $4) ORDER BY seq DESC LIMIT $5",
                 &[
                     filter.account.as_ref().map(AccountId::as_str).into(),
@@ -590,6 +590,7 @@ pub trait AdminStore: Send + Sync + 'static {
                     resource: row.text(6)?,
                     source_ip: row.text(7)?,
                     outcome: row.text(8)?,
+                    repeats: u32::try_from(row.int(9)?).unwrap_or(u32::MAX),
                 })
             })
             .collect()

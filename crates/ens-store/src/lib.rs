@@ -152,6 +152,9 @@ pub struct AuditEntry {
     pub source_ip: String,
     /// `Success`, or the error code returned.
     pub outcome: String,
+    /// How many calls this row stands for: refusals before authentication are counted per
+    /// source, outcome and period rather than stored one by one; every other row is one call.
+    pub repeats: u32,
 }
 
 /// Which audit records to list.

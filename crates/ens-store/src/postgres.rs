@@ -313,7 +313,11 @@ mod tests {
             );
             assert!(error.is_unavailable());
         }
-        for permanent in ["23505", "42P01", "53100"] {
+        // A full disk: nothing was written, and the same write succeeds once space is freed.
+        let full = raised(&mut connection, "53100").await;
+        assert!(matches!(full, StoreError::Full(_)), "53100: {full:?}");
+        assert!(full.is_unavailable());
+        for permanent in ["23505", "42P01"] {
             let error = raised(&mut connection, permanent).await;
             assert!(matches!(error, StoreError::Database(_)), "{permanent}: {error:?}");
         }

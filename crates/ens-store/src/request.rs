@@ -292,6 +292,28 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().insert_audits(entries).await
     }
 
+    /// Forgets audit records from before `before`, a bounded number per transaction so that
+    /// writers never wait long behind it; returns how many were removed.
+    async fn prune_audit(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        const PER_TRANSACTION: i64 = 5_000;
+        let before = crate::rows::audit_time(before)?;
+        let mut removed = 0;
+        loop {
+            let mut tx = self.store().session(Access::Write).await?;
+            let count = tx
+                .execute(
+                    "DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE at < $1 LIMIT $2)",
+                    &[before.as_str().into(), PER_TRANSACTION.into()],
+                )
+                .await?;
+            tx.commit().await?;
+            removed += count;
+            if i64::try_from(count).unwrap_or(i64::MAX) < PER_TRANSACTION {
+                return Ok(removed);
+            }
+        }
+    }
+
     /// Whether a public catalog has been loaded (the server is ready once it has).
     async fn has_catalog(&self) -> StoreResult<bool> {
         let mut tx = self.store().session(Access::ReadOne).await?;

@@ -899,6 +899,7 @@ async fn audit_records_are_filtered_newest_first(store: &Store) {
         resource: "*".into(),
         source_ip: "127.0.0.1".into(),
         outcome: outcome.into(),
+        repeats: u32::try_from(index).unwrap() + 1,
     })
     .collect();
     // One call carries all of them, as the server's group commit sends them.
@@ -914,6 +915,7 @@ async fn audit_records_are_filtered_newest_first(store: &Store) {
         all.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(),
         ["R2", "R1", "R0"]
     );
+    assert_eq!(all.iter().map(|e| e.repeats).collect::<Vec<_>>(), [3, 2, 1]);
     let denied = store
         .audit_entries(&AuditFilter {
             outcome: Some("NoPermission".into()),
@@ -943,7 +945,48 @@ async fn audit_records_are_filtered_newest_first(store: &Store) {
     );
 }
 
+/// Retention removes what is older than the cut, in several transactions when there is more
+/// than one transaction's worth, and nothing newer.
+async fn audit_records_older_than_the_retention_are_pruned(store: &Store) {
+    let entry = |index: usize, at: time::OffsetDateTime| AuditEntry {
+        at,
+        request_id: format!("R{index}"),
+        account: None,
+        user: None,
+        access_key_id: None,
+        action: "DescribeImages".into(),
+        resource: "*".into(),
+        source_ip: "192.0.2.1".into(),
+        outcome: "InvalidAccessKeyId.NotFound".into(),
+        repeats: 1,
+    };
+    let old: Vec<AuditEntry> = (0..12_000)
+        .map(|index| {
+            entry(
+                index,
+                NOW - time::Duration::days(100) + time::Duration::milliseconds(index as i64),
+            )
+        })
+        .collect();
+    store.record_audits(&old).await.unwrap();
+    store.record_audits(&[entry(99_999, NOW)]).await.unwrap();
+    let removed = store.prune_audit(NOW - time::Duration::days(90)).await.unwrap();
+    assert_eq!(removed, 12_000);
+    let left = store
+        .audit_entries(&AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(),
+        ["R99999"]
+    );
+}
+
 store_suite!(
+    audit_records_older_than_the_retention_are_pruned,
     describe_images_names_one_node_and_other_reads_every_node,
     builds_advance_in_due_order_then_image_order,
     ram_users_keys_and_policies_live_and_die_together,
@@ -1000,25 +1043,42 @@ async fn a_sqlite_backup_is_the_whole_store_and_never_overwrites() {
 }
 
 /// The record of used nonces is reported lost when the nonce file of a store that served
-/// before is missing or damaged (a damaged one is set aside), and only then.
+/// before is missing or damaged (a damaged one is set aside) or was marked incomplete, and
+/// stays reported until the mark is lifted (the server does so once the window has passed).
 #[tokio::test]
-async fn a_missing_or_damaged_nonce_file_is_reported_as_lost_history() {
+async fn a_missing_damaged_or_incomplete_nonce_file_is_reported_as_lost_history() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let nonce_file = dir.path().join("store.nonces.db");
-    let reopen = || async {
-        let store = Store::open_sqlite(&path).await.unwrap();
+    let path = &path;
+    let reopen = |lift: bool| async move {
+        let store = Store::open_sqlite(path).await.unwrap();
         let lost = store.nonce_history_lost();
+        if lift {
+            store.mark_nonce_record(true).unwrap();
+        }
         store.close().await;
         lost
     };
-    assert!(!reopen().await, "a new store has no history to lose");
-    assert!(!reopen().await, "an intact nonce file");
+    assert!(!reopen(false).await, "a new store has no history to lose");
+    assert!(!reopen(false).await, "an intact nonce file");
     std::fs::remove_file(&nonce_file).unwrap();
-    assert!(reopen().await, "a missing nonce file");
-    assert!(!reopen().await, "the new file is intact again");
+    assert!(reopen(false).await, "a missing nonce file");
+    assert!(reopen(true).await, "a restart within the window: still lost");
+    assert!(!reopen(false).await, "the mark lifted: the new file is whole");
+
+    let store = Store::open_sqlite(path).await.unwrap();
+    store.mark_nonce_record(false).unwrap();
+    store.close().await;
+    drop(store);
+    assert!(
+        reopen(true).await,
+        "claims were accepted that never reached the file"
+    );
+    assert!(!reopen(false).await);
+
     std::fs::write(&nonce_file, vec![0x5a_u8; 4096]).unwrap();
-    assert!(reopen().await, "a damaged nonce file");
+    assert!(reopen(false).await, "a damaged nonce file");
     let set_aside: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
