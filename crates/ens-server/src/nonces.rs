@@ -68,12 +68,14 @@ impl NonceLedger {
         if self.held_in_memory(&claim, now).await {
             return Ok(false);
         }
-        match self.queue.submit((claim.clone(), now)).await {
+        // Only a store of this process alone needs the claim again after the queue has it.
+        let kept = self.local.then(|| claim.clone());
+        match (self.queue.submit((claim, now)).await, kept) {
             // A claim held in memory meanwhile is the earlier one (see `claim_in_memory`).
-            Ok(true) => Ok(!self.held_in_memory(&claim, now).await),
-            Ok(false) => Ok(false),
-            Err(BatchError::Store(cause)) if self.local => self.claim_in_memory(claim, now, &cause).await,
-            Err(error) => Err(error),
+            (Ok(true), Some(claim)) => Ok(!self.held_in_memory(&claim, now).await),
+            (Ok(won), _) => Ok(won),
+            (Err(BatchError::Store(cause)), Some(claim)) => self.claim_in_memory(claim, now, &cause).await,
+            (Err(error), _) => Err(error),
         }
     }
 
