@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, Rust unit and integration tests,
-# then the conformance suite driving the real binary with the official Python SDKs.
+# then the conformance suite driving the real binary with the official Python SDKs, and last
+# a time-bounded fuzzing run (scripts/fuzz.sh).
 #
 #   ./scripts/test.sh
 set -euo pipefail
@@ -40,3 +41,6 @@ if [[ -n "${ENS_IMAGES_TEST_DATABASE_URL:-}" ]]; then
 else
     step "conformance on PostgreSQL: skipped (set ENS_IMAGES_TEST_DATABASE_URL=postgres://... to run it)"
 fi
+
+step "fuzz: replay the committed corpora, then ${ENS_IMAGES_FUZZ_SECONDS:-20} s of coverage-guided fuzzing per target (scripts/fuzz.sh)"
+scripts/fuzz.sh

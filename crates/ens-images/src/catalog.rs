@@ -190,6 +190,9 @@ fn convert(entry: Entry) -> anyhow::Result<Image> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?,
     };
+    if disks.is_empty() {
+        bail!("DiskDeviceMappings must list at least one disk (omit it for one system disk of ImageSize)");
+    }
     let nodes = match entry.ens_region_ids {
         None => Vec::new(),
         Some(ids) if ids.is_empty() => {
@@ -349,6 +352,16 @@ mod tests {
             r#"{{{base}, "ImageName": "ok_name", "CreationTime": "2020-01-01T00:00:00Z", "ComputeType": "gpu"}}"#
         ));
         assert!(compute.contains("ComputeType"), "{compute}");
+    }
+
+    #[test]
+    fn an_empty_disk_list_is_refused() {
+        let base = r#""ImageId": "img_1", "ImageName": "n_1", "Architecture": "x86_64", "Platform": "centos",
+                      "ImageSize": 20, "CreationTime": "2020-01-01T00:00:00Z""#;
+        for disks in [r#"[]"#, r#"{"DiskDeviceMapping": []}"#] {
+            let message = error_of(&format!(r#"{{{base}, "DiskDeviceMappings": {disks}}}"#));
+            assert!(message.contains("at least one disk"), "{message}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::OffsetDateTime;
 
+use crate::document::one_or_many;
 use crate::error::PolicyError;
 use crate::eval::RequestContext;
 
@@ -392,7 +393,7 @@ pub(crate) fn to_value(conditions: &[Condition]) -> Value {
         operators
             .entry(condition.operator().as_str())
             .or_default()
-            .insert(condition.key_text.clone(), Value::Array(condition.values.clone()));
+            .insert(condition.key_text.clone(), one_or_many(condition.values.clone()));
     }
     Value::Object(
         operators

@@ -114,8 +114,14 @@ impl Statement {
             ActionScope::Action(patterns) => ("Action", patterns),
             ActionScope::NotAction(patterns) => ("NotAction", patterns),
         };
-        object.insert(key.to_owned(), Value::from(patterns.clone()));
-        object.insert("Resource".to_owned(), Value::from(self.resources.clone()));
+        object.insert(
+            key.to_owned(),
+            one_or_many(patterns.iter().map(|p| Value::from(p.as_str())).collect()),
+        );
+        object.insert(
+            "Resource".to_owned(),
+            one_or_many(self.resources.iter().map(|p| Value::from(p.as_str())).collect()),
+        );
         if !self.conditions.is_empty() {
             object.insert("Condition".to_owned(), condition::to_value(&self.conditions));
         }
@@ -203,9 +209,14 @@ impl PolicyDocument {
         &self.statements
     }
 
-    /// A canonical compact rendering: every list as an array, keys in a stable order.
+    /// A canonical compact rendering: keys in a stable order, a list of one item written as that
+    /// item, longer lists as arrays.
     ///
     /// Parsing it yields the same statements; use [`PolicyDocument::source`] for the author's text.
+    /// It is never longer than the source (no spaces, no escapes that are not needed, no list
+    /// brackets the source did not have), so it is within [`MAX_DOCUMENT_CHARS`] too: with every
+    /// list as an array, a document near the limit that wrote its lists as strings rendered
+    /// over it and could not be parsed back (found by the policy fuzz target).
     #[must_use]
     pub fn to_json(&self) -> String {
         self.to_value().to_string()
@@ -234,6 +245,15 @@ impl FromStr for PolicyDocument {
 
     fn from_str(json: &str) -> Result<Self, PolicyError> {
         Self::parse(json)
+    }
+}
+
+/// A one-item list as the item itself, which the grammar accepts wherever it accepts a list.
+pub(crate) fn one_or_many(mut items: Vec<Value>) -> Value {
+    if items.len() == 1 {
+        items.pop().unwrap_or_default()
+    } else {
+        Value::Array(items)
     }
 }
 
@@ -513,14 +533,37 @@ mod tests {
         assert_eq!(serde_json::to_string(&policy).unwrap(), canonical);
         let value: Value = serde_json::from_str(&canonical).unwrap();
         assert_eq!(
-            value["Statement"][0]["Condition"]["NotIpAddress"]["acs:sourceip"][0],
+            value["Statement"][0]["Condition"]["NotIpAddress"]["acs:sourceip"],
             "192.168.0.0/16"
         );
         assert_eq!(
             value["Statement"][0]["Condition"]["Bool"]["acs:SecureTransport"][1],
             false
         );
-        assert_eq!(value["Statement"][1]["NotAction"][0], "ram:*");
+        assert_eq!(value["Statement"][1]["NotAction"], "ram:*");
+    }
+
+    #[test]
+    fn the_canonical_form_of_a_document_at_the_limit_parses_back() {
+        let statement = r#"{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"Bool":{"acs:SecureTransport":true}}}"#;
+        let document = |count| {
+            format!(
+                r#"{{"Version":"1","Statement":[{}]}}"#,
+                vec![statement; count].join(",")
+            )
+        };
+        // As many statements as fit.
+        let count = (1..)
+            .find(|&count| document(count + 1).len() > MAX_DOCUMENT_CHARS)
+            .unwrap();
+        let json = document(count);
+        let policy = PolicyDocument::parse(&json).unwrap();
+        let canonical = policy.to_json();
+        assert!(canonical.chars().count() <= json.chars().count());
+        assert_eq!(
+            PolicyDocument::parse(&canonical).unwrap().statements(),
+            policy.statements()
+        );
     }
 
     #[test]

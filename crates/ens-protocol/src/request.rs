@@ -22,8 +22,9 @@ pub const API_VERSION: &str = "2017-11-10";
 /// The largest clock difference accepted between a request and the server, in seconds.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 15 * 60;
 
-/// Parameters that belong to the protocol, not to any operation.
-const COMMON_PARAMETERS: [&str; 12] = [
+/// Parameters that belong to the protocol, not to any operation; a [`Call`]'s `params` never
+/// holds them.
+pub const COMMON_PARAMETERS: [&str; 12] = [
     "Action",
     "Version",
     "AccessKeyId",
@@ -59,6 +60,14 @@ impl RawRequest<'_> {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+
+    fn is_repeated(&self, name: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .nth(1)
+            .is_some()
     }
 }
 
@@ -265,6 +274,11 @@ pub fn parse_call(raw: &RawRequest<'_>) -> Result<Call, ParseFailure> {
         .header("authorization")
         .is_some_and(|value| value.trim_start().starts_with("ACS3-"));
     let (action_name, version) = if is_v3 {
+        if let Some(name) = V3_SINGLE_HEADERS.into_iter().find(|name| raw.is_repeated(name)) {
+            return Err(fail_here(incomplete(&format!(
+                "header {name} is given more than once"
+            ))));
+        }
         (raw.header("x-acs-action"), raw.header("x-acs-version"))
     } else if params.contains_key("Signature") {
         (
@@ -337,6 +351,22 @@ const V3_ALWAYS_SIGNED: [&str; 6] = [
     "x-acs-date",
     "x-acs-signature-nonce",
     "x-acs-content-sha256",
+];
+
+/// Headers a V3 call takes one value of, so a V3 request carrying one of them twice is refused.
+/// The signature covers all the values of a repeated header, sorted, so it does not fix which
+/// one comes first: with two nonces (or dates, or actions) an attacker could reorder a signed
+/// request to make the server act on the other one.
+pub const V3_SINGLE_HEADERS: [&str; 9] = [
+    "authorization",
+    "x-acs-action",
+    "x-acs-version",
+    "x-acs-date",
+    "x-acs-signature-nonce",
+    "x-acs-content-sha256",
+    "x-acs-accesskey-id",
+    "x-acs-security-token",
+    "content-type",
 ];
 
 fn incomplete(detail: &str) -> ApiError {
