@@ -16,10 +16,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ens_server::throttle::RateLimit;
 use ens_server::{AppState, ConnectionLimits, ServerConfig, TlsFiles};
 
-/// mimalloc keeps per-thread free lists: a request allocates and frees many small strings,
-/// and the system allocator's shared arenas cost more than the request's own work.
+/// jemalloc keeps per-thread caches: a request allocates and frees many small strings, and
+/// the system allocator's shared arenas cost more than the request's own work. Unlike
+/// mimalloc (used before, as fast here), its background threads give freed memory back to
+/// the system while the service is idle, e.g. after a burst of connections (BENCHMARKS.md,
+/// "Hostile connections").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// A self-hostable implementation of the Alibaba Cloud ENS (2017-11-10) image API.
 #[derive(Parser)]
@@ -76,8 +79,6 @@ struct ServeArgs {
     /// Requests an AccessKey may send at once above the rate (bucket size).
     #[arg(long, env = "ENS_IMAGES_RATE_BURST", default_value_t = 2000.0)]
     rate_burst: f64,
-    /// Seconds a connection has to send a whole request head, from its start or from the
-    /// previous answer (so it also closes idle keep-alive connections).
     /// Refused requests per second one source address may send before authentication
     /// succeeds (unknown key, bad signature, stale timestamp); past the burst, that address
     /// gets Throttling.User without any lookup until its allowance refills.
@@ -93,12 +94,19 @@ struct ServeArgs {
     /// Days audit records are kept (removed at start and hourly); 0 keeps them forever.
     #[arg(long, env = "ENS_IMAGES_AUDIT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(0..=36_500))]
     audit_retention_days: u64,
+    /// Seconds a connection has to send a whole request head, from its start (TLS handshake
+    /// included) or from the first byte of a later head; slow senders are closed after it.
     #[arg(long, env = "ENS_IMAGES_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     header_read_timeout: u64,
+    /// Seconds a kept-alive connection may wait after an answer for the next request's first
+    /// byte; idle connections are closed after it.
+    #[arg(long, env = "ENS_IMAGES_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idle_timeout: u64,
     /// Largest request head (request line and headers) in bytes, at least 8192.
     #[arg(long, env = "ENS_IMAGES_MAX_HEADER_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(8192..=1_048_576))]
     max_header_bytes: u64,
-    /// Most connections open at once; more are closed as soon as they are accepted.
+    /// Most connections open at once; at the cap a new one displaces the connection that has
+    /// waited longest for a request (or is closed at once if every one is being answered).
     #[arg(long, env = "ENS_IMAGES_MAX_CONNECTIONS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
     /// Most connections one source address may hold at once.
@@ -247,6 +255,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bench_ceiling: args.bench_ceiling,
         connections: ConnectionLimits {
             header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
             max_header_bytes: usize::try_from(args.max_header_bytes)?,
             max_connections: usize::try_from(args.max_connections)?,
             max_connections_per_ip: usize::try_from(args.max_connections_per_ip)?,
@@ -282,6 +291,11 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Purge freed pages in the background (after jemalloc's decay time, 10 s), not only when
+    // a thread next allocates; without it, nothing is given back while the service is idle.
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("ens-images: jemalloc background threads not started: {error}");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,

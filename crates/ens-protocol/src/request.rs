@@ -194,8 +194,34 @@ fn fail(error: ApiError, format: Format) -> ParseFailure {
     ParseFailure { error, format }
 }
 
-/// Decodes one parameter location, refusing a name that appears twice in it.
+/// Most encoded bytes one parameter location (query string or form body) may carry. Real
+/// calls carry a few hundred; the bound is checked before anything is decoded, so a larger
+/// location costs no more than reading it, and the work after it (sorting, signing, the
+/// string-to-sign a V1 mismatch echoes) stays small whatever is sent.
+pub const MAX_PARAMETER_BYTES: usize = 64 * 1024;
+/// Most parameters one location may carry (no call takes more than a few dozen), checked
+/// before any is decoded.
+pub const MAX_PARAMETERS: usize = 128;
+
+/// Decodes one parameter location, refusing a name that appears twice in it, and refusing
+/// it whole, before decoding, when it is over [`MAX_PARAMETER_BYTES`] or [`MAX_PARAMETERS`].
 fn decode_location(bytes: &[u8], location: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let too_large = |what: String| {
+        ApiError::with_message(
+            ErrorCode::InvalidParameter,
+            format!("The {location} carries {what}."),
+        )
+    };
+    if bytes.len() > MAX_PARAMETER_BYTES {
+        return Err(too_large(format!("more than {MAX_PARAMETER_BYTES} bytes")));
+    }
+    let count = bytes
+        .split(|&byte| byte == b'&')
+        .filter(|segment| !segment.is_empty())
+        .count();
+    if count > MAX_PARAMETERS {
+        return Err(too_large(format!("more than {MAX_PARAMETERS} parameters")));
+    }
     let pairs = form_decode(bytes).map_err(|error| {
         ApiError::with_message(
             ErrorCode::InvalidParameter,

@@ -23,7 +23,6 @@ pub mod secrets;
 pub mod throttle;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,18 +213,10 @@ pub async fn serve(
             Ok(())
         }
         Some(files) => {
-            let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
             let config =
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(30)));
-            });
-            let mut server = axum_server::from_tcp_rustls(listener.into_std()?, config)?;
-            connections::tune_tls(&mut server, &limits);
-            server.handle(handle).serve(app).await
+            connections::serve_tls(listener, router(state), limits, config, shutdown).await;
+            Ok(())
         }
     };
     pruner.abort();

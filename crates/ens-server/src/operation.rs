@@ -73,6 +73,11 @@ impl InvalidParameters {
     }
 }
 
+/// Longest `ImageId` an invalid call is authorized and audited by. Image IDs are at most 128
+/// characters, so a longer one names no image; it is judged as naming none (`*`), so that
+/// matching policy patterns against it, and the audit record, stay small whatever is sent.
+const MAX_NAMED_IMAGE_BYTES: usize = 256;
+
 /// Whether a policy names `action`'s resource as one image (`acs:ens::{account}:image/{ImageId}`)
 /// rather than all resources (`*`), as each action's API page documents it.
 fn names_image(action: Action) -> bool {
@@ -130,7 +135,7 @@ impl Operation {
             let named_image = names_image(call.action)
                 .then(|| params.get("ImageId"))
                 .flatten()
-                .filter(|image| !image.is_empty())
+                .filter(|image| !image.is_empty() && image.len() <= MAX_NAMED_IMAGE_BYTES)
                 .cloned();
             Self::Invalid(InvalidParameters {
                 action: call.action,
@@ -323,6 +328,11 @@ mod tests {
                 if invalid.error().code.wire_code() == "MissingParameter"));
             assert_eq!(operation.resource(&account()), "*");
         }
+        // An ID too long to be one names no image.
+        let long = "m".repeat(MAX_NAMED_IMAGE_BYTES + 1);
+        let operation = Operation::parse(&call(Action::DeleteImage, &[("ImageId", long.as_str())]));
+        assert!(matches!(operation, Operation::Invalid(_)));
+        assert_eq!(operation.resource(&account()), "*");
         // Actions that do not name the image never use it, even when it is invalid.
         let operation = Operation::parse(&call(Action::ModifyImageAttribute, &[("ImageId", IMAGE)]));
         assert!(matches!(operation, Operation::Invalid(_)));
