@@ -42,5 +42,8 @@ else
     step "conformance on PostgreSQL: skipped (set ENS_IMAGES_TEST_DATABASE_URL=postgres://... to run it)"
 fi
 
+step "python testing package (pip install ./python): its fixture and control API against the real binary"
+python/run-tests.sh
+
 step "fuzz: replay the committed corpora, then ${ENS_IMAGES_FUZZ_SECONDS:-20} s of coverage-guided fuzzing per target (scripts/fuzz.sh)"
 scripts/fuzz.sh

@@ -16,7 +16,6 @@ use ens_policy::PolicyDocument;
 use ens_server::secrets::MasterKey;
 use ens_store::generate::generate_catalog;
 use ens_store::{AdminStore, AuditFilter, GenerateSpec, GeneratedAccount, Store};
-use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -356,11 +355,7 @@ fn os_type(value: &str) -> anyhow::Result<String> {
 
 /// A fresh AccessKey pair in the cloud's style (`LTAI` + 20 characters, 30-character secret).
 pub fn new_key_pair() -> anyhow::Result<(AccessKeyId, String)> {
-    let id = AccessKeyId::parse(&format!(
-        "LTAI{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 20)
-    ))?;
-    Ok((id, Alphanumeric.sample_string(&mut rand::thread_rng(), 30)))
+    Ok(ens_server::control::new_key_pair()?)
 }
 
 fn instance_json(instance: &Instance) -> Value {
@@ -742,7 +737,7 @@ async fn generate_command(
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     setup::load_catalog(store, None).await?;
-    setup::ensure_owner_account(store, data_dir, master_key).await?;
+    setup::ensure_owner_account(store, setup::OwnerCredentials::File(data_dir), master_key).await?;
     let spec = GenerateSpec {
         images: shape.images,
         accounts: shape.accounts,

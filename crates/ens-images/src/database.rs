@@ -69,6 +69,16 @@ pub async fn open_for_serve(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Res
     })
 }
 
+/// Opens the fresh private store of `serve --ephemeral` (see `Store::ephemeral`).
+pub async fn open_ephemeral(args: &DatabaseArgs) -> anyhow::Result<Store> {
+    if args.url().is_some() {
+        bail!("--ephemeral serves a private store of its own: leave out --database-url");
+    }
+    Store::ephemeral()
+        .await
+        .map_err(|error| anyhow!("cannot create the ephemeral store: {error}"))
+}
+
 /// Opens the store an admin command works on. Fails at once (after a few seconds) when
 /// PostgreSQL is unreachable: an operator at a prompt wants the reason, not a wait.
 pub async fn open_for_admin(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Store> {

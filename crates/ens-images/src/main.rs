@@ -3,6 +3,7 @@
 mod admin;
 mod call;
 mod catalog;
+mod control;
 mod database;
 mod setup;
 
@@ -128,6 +129,14 @@ struct ServeArgs {
     /// only: it answers anyone.
     #[arg(long, env = "ENS_IMAGES_BENCH_CEILING")]
     bench_ceiling: bool,
+    /// Serve a fresh private store (the built-in catalog, a new owner account) kept in memory
+    /// where the system allows (/dev/shm) and removed at exit: nothing written to
+    /// --data-dir, no master key or credentials file; generated owner credentials are
+    /// printed on stdout. For tests and CI. Refuses --database-url.
+    #[arg(long, env = "ENS_IMAGES_EPHEMERAL")]
+    ephemeral: bool,
+    #[command(flatten)]
+    control: control::ControlArgs,
 }
 
 fn init_logging(format: LogFormat) {
@@ -173,8 +182,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    if !args.ephemeral {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    }
     let catalog_text = match &args.catalog {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -182,8 +193,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let store = database::open_for_serve(&args.database, &args.data_dir).await?;
-    let master_key = setup::master_key(&args.master_key, &args.data_dir, true)?;
+    let (store, master_key, credentials) = if args.ephemeral {
+        let store = database::open_ephemeral(&args.database).await?;
+        let key = ens_server::secrets::MasterKey::parse(&ens_server::secrets::MasterKey::generate())?;
+        (store, key, setup::OwnerCredentials::Stdout)
+    } else {
+        let store = database::open_for_serve(&args.database, &args.data_dir).await?;
+        let key = setup::master_key(&args.master_key, &args.data_dir, true)?;
+        (store, key, setup::OwnerCredentials::File(&args.data_dir))
+    };
     let sealed = ens_server::prepare_secrets(&store, &master_key).await?;
     if sealed > 0 {
         tracing::info!(
@@ -192,7 +210,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     setup::load_catalog(&store, catalog_text.as_deref()).await?;
-    setup::ensure_owner_account(&store, &args.data_dir, &master_key).await?;
+    setup::ensure_owner_account(&store, credentials, &master_key).await?;
+    let control = control::Control::bind(&args.control).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -208,6 +227,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(%address, "ready");
+    if let Some(control) = &control {
+        control.announce();
+    }
     // Scripts and tests wait for this line instead of sleeping.
     let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
     {
@@ -270,7 +292,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
     }
     let state = AppState::new(Arc::new(store.clone()), master_key, config);
+    let control = control.map(|control| control.spawn(state.clone(), store.clone()));
     let served = ens_server::serve(listener, metrics_listener, state, tls, shutdown).await;
+    if let Some(control) = control {
+        control.abort();
+    }
     // Also after a failure: the store is left self-contained (SQLite: the WAL checkpointed).
     store.close().await;
     served?;

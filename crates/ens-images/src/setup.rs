@@ -9,7 +9,6 @@ use anyhow::{bail, Context};
 use ens_domain::{AccessKeyId, AccountId};
 use ens_server::secrets::MasterKey;
 use ens_store::{AdminStore, RequestStore, Store};
-use rand::Rng;
 
 use crate::catalog;
 
@@ -103,21 +102,27 @@ pub async fn load_catalog(store: &Store, operator_catalog: Option<&str>) -> anyh
 
 /// A random 16-digit account ID, as the cloud issues them.
 pub fn random_account_id() -> anyhow::Result<AccountId> {
-    let mut rng = rand::thread_rng();
-    let digits: String = std::iter::once(char::from(b'1' + rng.gen_range(0..9u8)))
-        .chain((0..15).map(|_| char::from(b'0' + rng.gen_range(0..10u8))))
-        .collect();
-    Ok(AccountId::parse("AccountId", &digits)?)
+    Ok(ens_server::control::new_account_id()?)
+}
+
+/// Where a generated owner AccessKey goes: a private file in the data directory, or, for a
+/// store that leaves nothing behind (`serve --ephemeral`), one line on stdout.
+#[derive(Clone, Copy)]
+pub enum OwnerCredentials<'a> {
+    /// `DIR/root-credentials.json`, mode 0600.
+    File(&'a Path),
+    /// `ens-images owner credentials {JSON}` on stdout.
+    Stdout,
 }
 
 /// Creates the owner account and its AccessKey in a store without accounts.
 ///
 /// The key comes from the environment when both variables are set; otherwise a random pair
-/// is written to `root-credentials.json` (mode 0600) in the data directory. The secret is
-/// never logged.
+/// goes where `credentials` says (by default `root-credentials.json`, mode 0600, in the data
+/// directory). The secret is never logged.
 pub async fn ensure_owner_account(
     store: &Store,
-    data_dir: &Path,
+    credentials: OwnerCredentials<'_>,
     master_key: &MasterKey,
 ) -> anyhow::Result<()> {
     let from_env = match (std::env::var(ROOT_KEY_ID_VAR), std::env::var(ROOT_KEY_SECRET_VAR)) {
@@ -142,20 +147,32 @@ pub async fn ensure_owner_account(
             .await?
         {
             tracing::info!(%account, access_key_id = %key, "owner account created with the AccessKey from {ROOT_KEY_ID_VAR}");
+            if matches!(credentials, OwnerCredentials::Stdout) {
+                // The caller knows the secret; the account ID is news to it.
+                let pair = serde_json::json!({"AccountId": account.as_str(), "AccessKeyId": key.as_str()});
+                let _ = writeln!(std::io::stdout().lock(), "ens-images owner credentials {pair}");
+            }
         }
         return Ok(());
     }
     let (key, secret) = crate::admin::new_key_pair()?;
-    let key_id = key.as_str().to_owned();
+    let pair = serde_json::json!({
+        "AccountId": account.as_str(),
+        "AccessKeyId": key.as_str(),
+        "AccessKeySecret": secret,
+    });
+    let OwnerCredentials::File(data_dir) = credentials else {
+        // A new private store has no other replica to race with.
+        store
+            .bootstrap_owner(&account, &key, &master_key.seal(&secret), now)
+            .await?;
+        tracing::info!(%account, access_key_id = %key, "owner account created; its AccessKey is on stdout");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ens-images owner credentials {pair}");
+        return Ok(());
+    };
     let path = data_dir.join(ROOT_CREDENTIALS_FILE);
-    write_private_file(
-        &path,
-        &serde_json::to_vec_pretty(&serde_json::json!({
-            "AccountId": account.as_str(),
-            "AccessKeyId": key_id,
-            "AccessKeySecret": secret,
-        }))?,
-    )?;
+    write_private_file(&path, &serde_json::to_vec_pretty(&pair)?)?;
     if !store
         .bootstrap_owner(&account, &key, &master_key.seal(&secret), now)
         .await?

@@ -63,6 +63,15 @@ pub enum ErrorCode {
     InternalError,
     /// The store is unreachable or overloaded; retrying later may work.
     ServiceUnavailable,
+    /// A cloud error chosen by a test through the control API's fault injection: any code,
+    /// with the HTTP status it asked for, so clients can rehearse errors the service never
+    /// makes by itself.
+    Injected {
+        /// The `Code` field, e.g. `InternalError` or `OperationDenied.NoStock`.
+        code: String,
+        /// The HTTP status to answer with.
+        status: u16,
+    },
 }
 
 impl ErrorCode {
@@ -97,6 +106,7 @@ impl ErrorCode {
             Self::ThrottlingUser => Cow::Borrowed("Throttling.User"),
             Self::InternalError => Cow::Borrowed("InternalError"),
             Self::ServiceUnavailable => Cow::Borrowed("ServiceUnavailable"),
+            Self::Injected { code, .. } => Cow::Owned(code.clone()),
         }
     }
 
@@ -108,6 +118,7 @@ impl ErrorCode {
             Self::InvalidAccessKeyIdNotFound | Self::InvalidApiNotFound | Self::InvalidActionNotFound => 404,
             Self::InternalError => 500,
             Self::ServiceUnavailable => 503,
+            Self::Injected { status, .. } => *status,
             Self::MissingCommonParameter(_)
             | Self::MissingParameter
             | Self::InvalidParameter
@@ -184,6 +195,7 @@ impl ErrorCode {
             Self::ServiceUnavailable => {
                 Cow::Borrowed("The request has failed due to a temporary failure of the server.")
             }
+            Self::Injected { .. } => Cow::Borrowed("An error injected by a fault rule."),
         }
     }
 }

@@ -192,6 +192,7 @@ async fn run(
     body: HttpBody,
     request_id: &str,
 ) -> Outcome {
+    let started = Instant::now();
     let refused = |error: ApiError, format: Format| Outcome {
         format,
         result: Err(error),
@@ -246,6 +247,7 @@ async fn run(
     let mut caller: Option<Caller> = None;
     let mut resource = ALL_RESOURCES.to_owned();
     let mut retry_after = None;
+    let mut fault_id = None;
     let result: Result<_, ServerError> = async {
         // A source whose refused requests used up its allowance gets nothing more looked up.
         if let Some(ip) = source_ip {
@@ -256,6 +258,15 @@ async fn run(
         }
         let authenticated = authenticate(state, &call.credentials, now).await?;
         caller = Some(authenticated.clone());
+        // Faults set through the control API hit signed calls only, as the cloud's own do.
+        let facts = crate::faults::CallFacts::of(&call, operation.action(), &authenticated);
+        if let Some(fired) = state.faults.inject(&facts).await {
+            fault_id = Some(fired.fault_id);
+            if let Some((error, wait)) = fired.refusal {
+                retry_after = wait;
+                return Err(error.into());
+            }
+        }
         if let Some(throttle) = &state.throttle {
             if let Err(wait) = throttle.take(authenticated.access_key_id.as_str(), Instant::now()) {
                 retry_after = Some(wait.0);
@@ -283,6 +294,11 @@ async fn run(
             // The token is only spent when refused; a throttled answer does not extend the wait.
             let _ = state.refusals.take(&ip.to_string(), Instant::now());
         }
+    }
+    if state.journal.is_enabled() {
+        let caller = caller.as_ref().map(|c| &c.principal);
+        let entry = crate::journal::entry(&call, caller, request_id, &result, started, fault_id);
+        state.journal.record(entry);
     }
     audit(
         state,
@@ -321,7 +337,7 @@ fn is_denial(code: &ErrorCode) -> bool {
 
 /// The AccessKeyId as the audit keeps it: verbatim when it has the shape of a key, else only
 /// its size, so that a refused request cannot make the audit store what it sent.
-fn audited_key_id(access_key_id: &str) -> String {
+pub(crate) fn audited_key_id(access_key_id: &str) -> String {
     match AccessKeyId::parse(access_key_id) {
         Ok(key) => key.to_string(),
         Err(_) => format!("<malformed: {} bytes>", access_key_id.len()),

@@ -13,8 +13,11 @@ mod auth;
 mod authz;
 pub mod batch;
 mod connections;
+pub mod control;
 pub mod error;
+pub mod faults;
 mod handler;
+pub mod journal;
 pub mod metrics;
 pub mod nonces;
 mod operation;
@@ -117,6 +120,10 @@ pub struct AppState {
     pub nonces: Arc<nonces::NonceLedger>,
     /// Records audit entries, many requests per store write.
     pub audit: Arc<audit::AuditLog>,
+    /// The calls answered, for the control API (recording only while it is served).
+    pub journal: Arc<journal::Journal>,
+    /// Fault rules set through the control API.
+    pub faults: Arc<faults::Faults>,
 }
 
 impl AppState {
@@ -141,6 +148,8 @@ impl AppState {
             metrics_apart: false,
             replay_guard_since,
             metrics: Arc::new(metrics::Metrics::new()),
+            journal: Arc::new(journal::Journal::default()),
+            faults: Arc::new(faults::Faults::default()),
         }
     }
 }

@@ -23,6 +23,7 @@ mod images;
 mod postgres;
 mod redact;
 mod request;
+mod reset;
 mod rows;
 mod sqlite;
 
@@ -42,6 +43,7 @@ pub use generate::{GenerateSpec, GeneratedAccount, GeneratedCatalog};
 pub use postgres::PostgresEngine;
 pub use redact::{redact_database_url, redact_secrets};
 pub use request::RequestStore;
+pub use reset::ResetSummary;
 pub use sqlite::SqliteEngine;
 
 /// An AccessKey as verification needs it.

@@ -285,9 +285,30 @@ impl Store {
     /// # Errors
     /// When the directory or the database cannot be created.
     pub async fn temporary() -> StoreResult<Self> {
+        Self::temporary_in(&std::env::temp_dir()).await
+    }
+
+    /// A private store for `serve --ephemeral`: like [`Store::temporary`], but in memory
+    /// (`/dev/shm`) where the system has it, so nothing reaches a disk; removed when the
+    /// store is dropped (a killed process leaves its directory, `ens-store-*`, behind).
+    ///
+    /// # Errors
+    /// When the directory or the database cannot be created.
+    pub async fn ephemeral() -> StoreResult<Self> {
+        let shm = Path::new("/dev/shm");
+        let parent = if shm.is_dir() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
+        Self::temporary_in(&parent).await
+    }
+
+    /// A private store in a new directory under `parent`, removed with the store.
+    async fn temporary_in(parent: &Path) -> StoreResult<Self> {
         let scratch = tempfile::Builder::new()
             .prefix("ens-store-")
-            .tempdir()
+            .tempdir_in(parent)
             .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
         let path = scratch.path().join("store.db");
         SqliteEngine::open(&path, Some(scratch)).await.map(Self::new)
