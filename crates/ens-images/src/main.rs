@@ -180,6 +180,25 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
+/// Connections the kernel queues for the API before the service accepts them. A burst of
+/// connects (a reconnect storm, a flood) overflows a short queue, and a dropped connect waits
+/// the kernel's one-second retry, good clients' included; the kernel caps this at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the API's listener with [`LISTEN_BACKLOG`] (tokio's default is 1 024).
+fn bind_api_listener(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As tokio's own bind does: a restart need not wait for the old connections' TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     if !args.ephemeral {
@@ -213,9 +232,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     setup::ensure_owner_account(&store, credentials, &master_key).await?;
     let control = control::Control::bind(&args.control).await?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        bind_api_listener(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
     let metrics_listener = match args.metrics_listen {
