@@ -139,16 +139,17 @@ async fn walk_one_by_one(store: &Store, viewer: &AccountId, node: Option<&str>) 
     walked
 }
 
+/// The seeded catalog's public images by name, then `own`: a whole listing walk of an
+/// account of [`seeded`].
+fn public_then(own: &[&str]) -> Vec<String> {
+    (0..7)
+        .map(|i| format!("name_sys_{i}"))
+        .chain(own.iter().map(|name| (*name).to_owned()))
+        .collect()
+}
+
 async fn positions_stay_dense_when_older_images_are_shared_and_images_leave(store: &Store) {
     let (alice, bob) = seeded(store).await;
-    let public: Vec<String> = (0..7).map(|i| format!("name_sys_{i}")).collect();
-    let with = |own: &[&str]| -> Vec<String> {
-        public
-            .iter()
-            .cloned()
-            .chain(own.iter().map(|name| (*name).to_owned()))
-            .collect()
-    };
     // bob1 is older than alice2: shared with alice, it goes between her two images.
     let bob1 = find(store, &bob, "bob1").await;
     store
@@ -157,7 +158,7 @@ async fn positions_stay_dense_when_older_images_are_shared_and_images_leave(stor
         .unwrap();
     assert_eq!(
         walk_one_by_one(store, &alice, None).await,
-        with(&["alice1", "bob1", "alice2"])
+        public_then(&["alice1", "bob1", "alice2"])
     );
     let on_hangzhou = walk_one_by_one(store, &alice, Some("cn-hangzhou-telecom")).await;
     assert_eq!(on_hangzhou.len(), 7 + 2);
@@ -167,13 +168,16 @@ async fn positions_stay_dense_when_older_images_are_shared_and_images_leave(stor
     store.delete_image(&alice, &alice1).await.unwrap();
     assert_eq!(
         walk_one_by_one(store, &alice, None).await,
-        with(&["bob1", "alice2"])
+        public_then(&["bob1", "alice2"])
     );
     store
         .modify_image_shares(&bob, &bob1, &[], std::slice::from_ref(&alice), NOW)
         .await
         .unwrap();
-    assert_eq!(walk_one_by_one(store, &alice, None).await, with(&["alice2"]));
+    assert_eq!(
+        walk_one_by_one(store, &alice, None).await,
+        public_then(&["alice2"])
+    );
     let page = store.describe_images(&query(&alice, 1, 50)).await.unwrap();
     assert_eq!(page.total_count, 8);
 }
@@ -945,6 +949,49 @@ async fn audit_records_are_filtered_newest_first(store: &Store) {
     );
 }
 
+/// An account's reset takes its images out of every listing they were in (its own, and the
+/// accounts it shared them with, renumbered densely), keeps the account and its key, and
+/// leaves other accounts' images alone; a whole reset keeps only the catalog and one account.
+async fn resets_leave_every_listing_dense_and_counted(store: &Store) {
+    let (alice, bob) = seeded(store).await;
+    let alice1 = find(store, &alice, "alice1").await;
+    store
+        .modify_image_shares(&alice, &alice1, std::slice::from_ref(&bob), &[], NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        walk_one_by_one(store, &bob, None).await,
+        public_then(&["alice1", "bob1"])
+    );
+
+    let summary = store.reset_account(&alice).await.unwrap();
+    assert_eq!(summary.images, 2);
+    assert_eq!(walk_one_by_one(store, &alice, None).await, public_then(&[]));
+    assert_eq!(walk_one_by_one(store, &bob, None).await, public_then(&["bob1"]));
+    let page = store.describe_images(&query(&bob, 1, 50)).await.unwrap();
+    assert_eq!(page.total_count, 8);
+    let key = AccessKeyId::parse("AKALICE").unwrap();
+    assert!(
+        store.access_key(&key).await.unwrap().is_some(),
+        "the owner key stays"
+    );
+    create(store, &alice, "alice3", &["cn-dalian-unicom"]).await;
+    assert_eq!(
+        walk_one_by_one(store, &alice, None).await,
+        public_then(&["alice3"])
+    );
+
+    let unknown = store.reset_account(&account("1000000000000009")).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
+
+    let summary = store.reset_all(&bob).await.unwrap();
+    assert_eq!((summary.images, summary.accounts), (2, 1));
+    assert!(store.access_key(&key).await.unwrap().is_none());
+    assert_eq!(walk_one_by_one(store, &bob, None).await, public_then(&[]));
+    let page = store.describe_images(&query(&bob, 1, 50)).await.unwrap();
+    assert_eq!(page.total_count, 7);
+}
+
 /// Retention removes what is older than the cut, in several transactions when there is more
 /// than one transaction's worth, and nothing newer.
 async fn audit_records_older_than_the_retention_are_pruned(store: &Store) {
@@ -986,6 +1033,7 @@ async fn audit_records_older_than_the_retention_are_pruned(store: &Store) {
 }
 
 store_suite!(
+    resets_leave_every_listing_dense_and_counted,
     audit_records_older_than_the_retention_are_pruned,
     describe_images_names_one_node_and_other_reads_every_node,
     builds_advance_in_due_order_then_image_order,
