@@ -206,7 +206,7 @@ def policies():
 
 
 def catalogs():
-    built_in = json.loads((ROOT / "crates/ens-images/catalog/default.json").read_text())
+    built_in = json.loads((ROOT / "crates/ens-server/catalog/default.json").read_text())
     write("catalog", "built_in", json.dumps(built_in, indent=2, ensure_ascii=False))
     for index, image in enumerate(built_in["Images"]):
         write("catalog", f"image_{index}", json.dumps({"EnsRegionIds": built_in["EnsRegionIds"][:2], "Images": [image]}))

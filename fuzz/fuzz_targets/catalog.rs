@@ -1,4 +1,4 @@
-//! The public image catalog loader of the `ens-images` binary (`catalog::parse`).
+//! The public image catalog loader of the server (`ens_server::catalog::parse`).
 //!
 //! Input: a catalog file (UTF-8 text). Beyond not panicking, a catalog it accepts must hold:
 //! unique image IDs; a sorted, duplicate-free node list that names every image's nodes; sizes

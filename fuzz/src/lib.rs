@@ -7,11 +7,11 @@
 //! [`signing`]), the check that error answers stay readable ([`wellformed`]) and the catalog
 //! loader with a writer for round trips ([`catalog`], [`catalog_json`]).
 
-/// The catalog loader of the `ens-images` binary, compiled from its own source file: the binary
-/// crate has no library, and depending on it would build the whole server (storage engines,
-/// HTTP, TLS) into every fuzz build. The file is self-contained, so this is the code the
-/// binary runs, not a copy.
-#[path = "../../crates/ens-images/src/catalog.rs"]
+/// The catalog loader of `ens-server` (which the binary and in-process test servers call),
+/// compiled from its own source file: depending on the crate would build the whole server
+/// (storage engines, HTTP, TLS) into every fuzz build. The file is self-contained, so this is
+/// the code the server runs, not a copy.
+#[path = "../../crates/ens-server/src/catalog.rs"]
 pub mod catalog;
 pub mod catalog_json;
 pub mod reference;

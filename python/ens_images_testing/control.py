@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 
 class ControlError(Exception):
@@ -99,6 +99,40 @@ class ControlClient:
             return self.request("POST", "/reset")
         return self.request("POST", f"/accounts/{account_id}/reset")
 
+    # Scenes, state and snapshots -----------------------------------------------------------
+
+    def add_image(self, account_id: str, image_name: str, ens_region_ids: List[str],
+                  **fields: Any) -> Dict[str, Any]:
+        """Puts a custom image straight into the store, in any `Status` (`Creating`,
+        `Pack_failed`, ...); `fields` as the README lists them (`ImageId`, `SharedWith`, ...)."""
+        return self.request("POST", f"/accounts/{account_id}/images",
+                            {"ImageName": image_name, "EnsRegionIds": ens_region_ids, **fields})
+
+    def export_state(self, account_id: Optional[str] = None) -> Dict[str, Any]:
+        """The state document of everything (or of one account): the `--seed` format.
+        It holds AccessKey secrets in clear."""
+        return self.request("GET", "/state", query={"AccountId": account_id})
+
+    def import_state(self, document: Dict[str, Any], account_id: Optional[str] = None) -> Dict[str, Any]:
+        """Replaces everything (or one account) with `document`; all or nothing."""
+        return self.request("PUT", "/state", document, query={"AccountId": account_id})
+
+    def take_snapshot(self, name: str, account_id: Optional[str] = None) -> Dict[str, Any]:
+        """Keeps the state of everything (or of one account) in the server's memory as `name`."""
+        return self.request("POST", "/snapshots", _drop_none({"Name": name, "AccountId": account_id}))
+
+    def restore_snapshot(self, name: str) -> Dict[str, Any]:
+        """Puts the store (or the snapshot's account) back as it was when `name` was taken."""
+        return self.request("POST", f"/snapshots/{urllib.parse.quote(name, safe='')}/restore")
+
+    def snapshots(self) -> List[Dict[str, Any]]:
+        """The snapshots kept, by name."""
+        return self.request("GET", "/snapshots")["Snapshots"]
+
+    def delete_snapshot(self, name: str) -> None:
+        """Forgets one snapshot."""
+        self.request("DELETE", f"/snapshots/{urllib.parse.quote(name, safe='')}")
+
     # Journal -----------------------------------------------------------------------------
 
     def journal(self, action: Optional[str] = None, account_id: Optional[str] = None,
@@ -146,3 +180,63 @@ class ControlClient:
     def remove_fault(self, fault_id: int) -> None:
         """Removes one rule."""
         self.request("DELETE", f"/faults/{fault_id}")
+
+    # Policies ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _segment(text: str) -> str:
+        """`text` as one path segment (RAM user names may hold `@` and `.`)."""
+        return urllib.parse.quote(text, safe="")
+
+    def policies(self, account_id: str) -> List[Dict[str, Any]]:
+        """The account's RAM policies, each with its `PolicyDocument` and `AttachedTo` users."""
+        return self.request("GET", f"/accounts/{account_id}/policies")["Policies"]
+
+    def create_policy(self, account_id: str, policy_name: str,
+                      document: Union[Dict[str, Any], str]) -> Dict[str, Any]:
+        """Stores a RAM policy document (a dict, or its JSON text), validated as
+        `ens-images admin policy create` validates it."""
+        return self.request("POST", f"/accounts/{account_id}/policies",
+                            {"PolicyName": policy_name, "PolicyDocument": document})
+
+    def delete_policy(self, account_id: str, policy_name: str) -> None:
+        """Deletes a policy; refused (409 Conflict) while it is attached to a user."""
+        self.request("DELETE", f"/accounts/{account_id}/policies/{self._segment(policy_name)}")
+
+    def attach_policy(self, account_id: str, user_name: str, policy_name: str) -> Dict[str, Any]:
+        """Attaches a policy to a RAM user; it applies from the user's next call."""
+        return self.request("POST", f"/accounts/{account_id}/users/{self._segment(user_name)}/policies",
+                            {"PolicyName": policy_name})
+
+    def detach_policy(self, account_id: str, user_name: str, policy_name: str) -> Dict[str, Any]:
+        """Detaches a policy from a RAM user; it stops applying from the user's next call."""
+        return self.request(
+            "DELETE",
+            f"/accounts/{account_id}/users/{self._segment(user_name)}/policies/{self._segment(policy_name)}")
+
+    # Lifecycle clock ---------------------------------------------------------------------
+
+    def clock(self) -> Dict[str, Any]:
+        """The build clock: `{"Frozen": bool, "BuildStepMs": n}`."""
+        return self.request("GET", "/clock")
+
+    def freeze_builds(self) -> Dict[str, Any]:
+        """Stops builds from moving by themselves: new images stay `Creating` until stepped."""
+        return self.request("PUT", "/clock", {"Frozen": True})
+
+    def unfreeze_builds(self) -> Dict[str, Any]:
+        """Lets builds move by themselves again, each from a fresh step."""
+        return self.request("PUT", "/clock", {"Frozen": False})
+
+    def step_builds(self, steps: int = 1, account_id: Optional[str] = None,
+                    image_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Moves every build in scope (one account's, one image, or all) `steps` steps now;
+        returns the images that moved, each `{"ImageId", "Status"}`, oldest first."""
+        return self.request("POST", "/clock/steps", _drop_none({
+            "Steps": steps, "AccountId": account_id, "ImageId": image_id}))["Images"]
+
+    def set_build_outcome(self, image_id: str, fail_at: Optional[str]) -> Dict[str, Any]:
+        """Makes the build of one image fail at `"pack"` or `"upload"`, or succeed (`None`),
+        whatever its source says."""
+        return self.request("PUT", f"/images/{urllib.parse.quote(image_id, safe='')}/build",
+                            {"FailAt": fail_at})

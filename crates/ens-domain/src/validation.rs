@@ -62,6 +62,21 @@ pub fn validate_short_name(field: &'static str, value: &str) -> Result<(), Inval
     Ok(())
 }
 
+/// Checks a RAM policy name: 1 to 128 letters, digits or `-`. One rule for the admin
+/// command, the control API and state documents.
+///
+/// # Errors
+/// `InvalidField` naming `field`.
+pub fn validate_policy_name(field: &'static str, name: &str) -> Result<(), InvalidField> {
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(InvalidField::new(
+            field,
+            format!("a policy name is 1 to 128 letters, digits or '-', got {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// One of the documented compute types.
 ///
 /// # Errors

@@ -679,10 +679,7 @@ fn attachment_json(owner: &AccountId, policy: &str, user: &RamUserName, attached
 
 /// Policy names: 1 to 128 letters, digits and `-` (the cloud's rule for custom policies).
 fn policy_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        bail!("--name: a policy name is 1 to 128 letters, digits or '-', got {name:?}");
-    }
-    Ok(())
+    Ok(ens_domain::validation::validate_policy_name("--name", name)?)
 }
 
 async fn audit_command(store: &Store, filters: AuditArgs) -> anyhow::Result<Value> {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use ens_server::control::{ControlState, ControlToken};
 use ens_server::AppState;
-use ens_store::Store;
+use ens_store::{ResetPoint, Store};
 
 /// Where the control API listens and the token it requires.
 #[derive(clap::Args, Clone)]
@@ -74,9 +74,15 @@ impl Control {
         }
     }
 
-    /// Serves the control API until the returned task is aborted.
-    pub fn spawn(self, app: AppState, store: Store) -> tokio::task::JoinHandle<()> {
-        let state = ControlState::new(app, store, self.token);
+    /// Serves the control API until the returned task is aborted; `reset_point` is the
+    /// private store's first start, for fast resets.
+    pub fn spawn(
+        self,
+        app: AppState,
+        store: Store,
+        reset_point: Option<ResetPoint>,
+    ) -> tokio::task::JoinHandle<()> {
+        let state = ControlState::new(app, store, self.token).with_reset_point(reset_point);
         tokio::spawn(async move {
             if let Err(error) =
                 ens_server::control::serve_control(self.listener, state, std::future::pending()).await

@@ -2,7 +2,6 @@
 
 mod admin;
 mod call;
-mod catalog;
 mod control;
 mod database;
 mod setup;
@@ -135,6 +134,10 @@ struct ServeArgs {
     /// printed on stdout. For tests and CI. Refuses --database-url.
     #[arg(long, env = "ENS_IMAGES_EPHEMERAL")]
     ephemeral: bool,
+    /// Load a state document (the control API's `GET /state` format) at start, replacing
+    /// every account but the owner's, as `PUT /state` does. Refused whole if any part is.
+    #[arg(long, env = "ENS_IMAGES_SEED")]
+    seed: Option<PathBuf>,
     #[command(flatten)]
     control: control::ControlArgs,
 }
@@ -230,6 +233,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     setup::load_catalog(&store, catalog_text.as_deref()).await?;
     setup::ensure_owner_account(&store, credentials, &master_key).await?;
+    // A private store is at its first start now: resets go back here in one page copy. A
+    // seeded one is not (a reset removes the seeded accounts), nor a durable one.
+    let reset_point = if args.ephemeral && args.seed.is_none() {
+        setup::reset_point(&store).await?
+    } else {
+        None
+    };
+    if let Some(path) = &args.seed {
+        setup::load_seed(&store, &master_key, path).await?;
+    }
     let control = control::Control::bind(&args.control).await?;
 
     let listener =
@@ -310,7 +323,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
     }
     let state = AppState::new(Arc::new(store.clone()), master_key, config);
-    let control = control.map(|control| control.spawn(state.clone(), store.clone()));
+    let control = control.map(|control| control.spawn(state.clone(), store.clone(), reset_point));
     let served = ens_server::serve(listener, metrics_listener, state, tls, shutdown).await;
     if let Some(control) = control {
         control.abort();

@@ -8,9 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use ens_domain::{AccessKeyId, AccountId};
 use ens_server::secrets::MasterKey;
-use ens_store::{AdminStore, RequestStore, Store};
-
-use crate::catalog;
+use ens_server::setup::NewOwner;
+use ens_store::{AdminStore, Store};
 
 /// Environment variables that choose the owner's AccessKey on first start.
 const ROOT_KEY_ID_VAR: &str = "ENS_IMAGES_ROOT_ACCESS_KEY_ID";
@@ -65,38 +64,9 @@ pub fn master_key(args: &MasterKeyArgs, data_dir: &Path, create: bool) -> anyhow
 pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials.json";
 
 /// Loads the operator's catalog (replacing the public images), or the built-in one into a
-/// store that has none yet.
+/// store that has none yet (`ens_server::setup`, shared with in-process test servers).
 pub async fn load_catalog(store: &Store, operator_catalog: Option<&str>) -> anyhow::Result<()> {
-    let (text, origin) = match operator_catalog {
-        Some(text) => (text, "--catalog"),
-        None if store.has_catalog().await? => return Ok(()),
-        None => (catalog::BUILT_IN, "built-in catalog"),
-    };
-    let replace_existing = operator_catalog.is_some();
-    let catalog = catalog::parse(text).with_context(|| format!("invalid catalog ({origin})"))?;
-    let mut nodes = store.nodes().await?;
-    let mut new_nodes = catalog.nodes.clone();
-    if nodes.is_empty() && operator_catalog.is_some() {
-        // A new store always knows the built-in ENS nodes, whichever catalog it starts with.
-        new_nodes.extend(catalog::parse(catalog::BUILT_IN)?.nodes);
-    }
-    nodes.extend(new_nodes.iter().cloned());
-    nodes.sort();
-    nodes.dedup();
-    let images = catalog.images_on(&nodes);
-    if !store
-        .install_catalog(&new_nodes, &images, replace_existing)
-        .await?
-    {
-        // Another replica loaded the built-in catalog first.
-        return Ok(());
-    }
-    tracing::info!(
-        images = images.len(),
-        nodes = nodes.len(),
-        origin,
-        "public catalog loaded"
-    );
+    ens_server::setup::load_catalog(store, operator_catalog).await?;
     Ok(())
 }
 
@@ -137,15 +107,12 @@ pub async fn ensure_owner_account(
         }
         return Ok(());
     }
-    let account = random_account_id()?;
-    let now = time::OffsetDateTime::now_utc();
     if let Some((id, secret)) = from_env {
         let key = AccessKeyId::parse(&id)
             .with_context(|| format!("{ROOT_KEY_ID_VAR} is not a valid AccessKey ID"))?;
-        if store
-            .bootstrap_owner(&account, &key, &master_key.seal(&secret), now)
-            .await?
-        {
+        let owner = NewOwner::with_key(key, secret)?;
+        if owner.create_in(store, master_key).await? {
+            let (account, key) = (owner.account_id(), owner.access_key_id());
             tracing::info!(%account, access_key_id = %key, "owner account created with the AccessKey from {ROOT_KEY_ID_VAR}");
             if matches!(credentials, OwnerCredentials::Stdout) {
                 // The caller knows the secret; the account ID is news to it.
@@ -155,17 +122,16 @@ pub async fn ensure_owner_account(
         }
         return Ok(());
     }
-    let (key, secret) = crate::admin::new_key_pair()?;
+    let owner = NewOwner::generate()?;
+    let (account, key) = (owner.account_id(), owner.access_key_id());
     let pair = serde_json::json!({
         "AccountId": account.as_str(),
         "AccessKeyId": key.as_str(),
-        "AccessKeySecret": secret,
+        "AccessKeySecret": owner.expose_secret(),
     });
     let OwnerCredentials::File(data_dir) = credentials else {
         // A new private store has no other replica to race with.
-        store
-            .bootstrap_owner(&account, &key, &master_key.seal(&secret), now)
-            .await?;
+        owner.create_in(store, master_key).await?;
         tracing::info!(%account, access_key_id = %key, "owner account created; its AccessKey is on stdout");
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ens-images owner credentials {pair}");
@@ -173,10 +139,7 @@ pub async fn ensure_owner_account(
     };
     let path = data_dir.join(ROOT_CREDENTIALS_FILE);
     write_private_file(&path, &serde_json::to_vec_pretty(&pair)?)?;
-    if !store
-        .bootstrap_owner(&account, &key, &master_key.seal(&secret), now)
-        .await?
-    {
+    if !owner.create_in(store, master_key).await? {
         // Another replica created the owner first; this key was never stored.
         std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
         return Ok(());
@@ -200,4 +163,39 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
+}
+
+/// `serve --seed FILE`: replaces every account but the owner's with the state document in
+/// `path`, all or nothing, before the service listens.
+///
+/// # Errors
+/// When the file cannot be read, or the document is malformed or refused by the store.
+pub async fn load_seed(store: &Store, master_key: &MasterKey, path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read seed {}", path.display()))?;
+    let owner = store
+        .accounts()
+        .await?
+        .into_iter()
+        .next()
+        .context("the store has no owner account to keep")?;
+    let images = ens_server::control::state::seed(store, master_key, &owner.id, &text)
+        .await
+        .with_context(|| format!("seed {} refused", path.display()))?;
+    tracing::info!(images, seed = %path.display(), "state loaded from the seed");
+    Ok(())
+}
+
+/// The private store as its first start left it, for the control API's fast reset.
+///
+/// # Errors
+/// When the store fails or has no owner account.
+pub async fn reset_point(store: &Store) -> anyhow::Result<Option<ens_store::ResetPoint>> {
+    let owner = store
+        .accounts()
+        .await?
+        .into_iter()
+        .next()
+        .context("the store has no owner account")?;
+    Ok(store.reset_point(&owner.id).await?)
 }

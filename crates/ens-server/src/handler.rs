@@ -193,11 +193,22 @@ async fn run(
     request_id: &str,
 ) -> Outcome {
     let started = Instant::now();
-    let refused = |error: ApiError, format: Format| Outcome {
-        format,
-        result: Err(error),
-        action: None,
-        retry_after: None,
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut raw = RawRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &[],
     };
     let body = match http_body_util::Limited::new(body, state.config.body_limit)
         .collect()
@@ -212,29 +223,13 @@ async fn run(
                     state.config.body_limit
                 ),
             );
-            return refused(error, Format::Json);
+            return refused(state, &raw, error, Format::Json, request_id, started);
         }
     };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let raw = RawRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        body: &body,
-    };
+    raw.body = &body[..];
     let call = match parse_call(&raw) {
         Ok(call) => call,
-        Err(failure) => return refused(failure.error, failure.format),
+        Err(failure) => return refused(state, &raw, failure.error, failure.format, request_id, started),
     };
     // Read once, here; an invalid one is answered in dispatch, after authentication and
     // authorization, which the cloud checks first.
@@ -317,6 +312,30 @@ async fn run(
         result,
         action: Some(operation.action()),
         retry_after,
+    }
+}
+
+/// Answers a request refused before it parsed into a call (unreadable body, or what
+/// [`parse_call`] refuses), the one place such refusals are journaled: they never reach
+/// authentication, faults or the audit. `raw.body` is empty when the body was the problem.
+fn refused(
+    state: &AppState,
+    raw: &RawRequest<'_>,
+    error: ApiError,
+    format: Format,
+    request_id: &str,
+    started: Instant,
+) -> Outcome {
+    if state.journal.is_enabled() {
+        state
+            .journal
+            .record(crate::journal::refusal_entry(raw, &error, request_id, started));
+    }
+    Outcome {
+        format,
+        result: Err(error),
+        action: None,
+        retry_after: None,
     }
 }
 

@@ -1,16 +1,23 @@
 //! The request journal: every API call the server answered, kept in memory for tests to
 //! query through the control API ("was DeleteImage called, by whom, and what came back?").
+//! Calls refused before they parsed (no or unknown action, malformed or oversized query or
+//! body, bad signature version, ...) are recorded too, with what could be read of them: a
+//! test author needs most to see the calls their code got wrong.
 //!
 //! It is off unless the control API is served, so production requests pay one atomic load
 //! for it. On, it is a ring of the last [`JOURNAL_CAPACITY`] calls: the oldest entry goes when
 //! a new one comes, so memory stays bounded whatever the traffic. Parameters are the call's
 //! business parameters only: the protocol's (`Signature`, `AccessKeyId`, `SignatureNonce`,
-//! ...) never enter the journal, and no operation takes a secret as a parameter.
+//! ...) never enter the journal, in any letter case, and no operation takes a secret as a
+//! parameter; one sent by mistake under a name that says so (`...Secret...`, `...Password...`,
+//! `...Token...`) is kept with its value redacted.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use ens_protocol::request::{COMMON_PARAMETERS, MAX_PARAMETERS, MAX_PARAMETER_BYTES};
+use ens_protocol::{ApiError, RawRequest};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -28,7 +35,8 @@ pub struct JournalEntry {
     pub time: OffsetDateTime,
     /// The RequestId the caller received.
     pub request_id: String,
-    /// The action, e.g. `DescribeImages`.
+    /// The action, e.g. `DescribeImages`; for a call refused before it parsed, the action as
+    /// sent (at most [`MAX_RECORDED_ACTION_BYTES`]), or empty when none was.
     pub action: String,
     /// The business parameters as received (never the signature or other protocol fields).
     pub parameters: BTreeMap<String, String>,
@@ -36,7 +44,8 @@ pub struct JournalEntry {
     pub account_id: Option<String>,
     /// The RAM user, when the caller is one.
     pub user_name: Option<String>,
-    /// The AccessKey ID the caller presented (its size only, when it cannot be a key).
+    /// The AccessKey ID the caller presented (its size only, when it cannot be a key; empty
+    /// when a call refused before it parsed named none).
     pub access_key_id: String,
     /// `Success` or the error code answered.
     pub outcome: String,
@@ -74,7 +83,11 @@ pub(crate) fn entry(
         time: OffsetDateTime::now_utc(),
         request_id: request_id.to_owned(),
         action: call.action.as_str().to_owned(),
-        parameters: call.params.clone(),
+        parameters: business_parameters(
+            call.params
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        ),
         account_id: caller.map(|principal| principal.account.as_str().to_owned()),
         user_name: caller.and_then(|principal| principal.user.as_ref().map(|user| user.as_str().to_owned())),
         access_key_id: crate::handler::audited_key_id(&call.credentials.access_key_id),
@@ -82,6 +95,126 @@ pub(crate) fn entry(
         http_status,
         latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         fault_id,
+    }
+}
+
+/// Longest action name kept for a call refused before it parsed; real ones are under 40
+/// bytes, and a caller must not make the journal hold whatever it sends.
+pub const MAX_RECORDED_ACTION_BYTES: usize = 128;
+
+/// Whether a parameter's name says it holds a secret, so its value must not be kept.
+fn names_a_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["secret", "password", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// The parameters as the journal keeps them: protocol fields dropped (whatever their letter
+/// case, so a misspelt `signature` is not kept either), values of secret-looking names
+/// redacted; a later pair wins over an earlier one of the same name.
+fn business_parameters(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .filter(|(name, _)| {
+            !COMMON_PARAMETERS
+                .iter()
+                .any(|common| common.eq_ignore_ascii_case(name))
+        })
+        .map(|(name, value)| {
+            if names_a_secret(&name) {
+                (name, "<redacted>".to_owned())
+            } else {
+                (name, value)
+            }
+        })
+        .collect()
+}
+
+/// The pairs of one parameter location, or none when the protocol would not read it (over
+/// its bounds, or not form encoding): what could be read of a refused call, no more.
+fn readable_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    let count = bytes
+        .split(|&byte| byte == b'&')
+        .filter(|segment| !segment.is_empty())
+        .count();
+    if bytes.len() > MAX_PARAMETER_BYTES || count > MAX_PARAMETERS {
+        return Vec::new();
+    }
+    ens_protocol::encoding::form_decode(bytes).unwrap_or_default()
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
+}
+
+/// The entry of a call refused before it parsed (so before anyone authenticated): the
+/// action and AccessKey ID where the caller put them (`x-acs-action` and the
+/// `Authorization` credential for an ACS3 call, the `Action` and `AccessKeyId` parameters
+/// otherwise), and the parameters of each location (query string, form body) the protocol's
+/// bounds let it read. `raw.body` is empty when the body itself was refused.
+pub(crate) fn refusal_entry(
+    raw: &RawRequest<'_>,
+    error: &ApiError,
+    request_id: &str,
+    started: std::time::Instant,
+) -> JournalEntry {
+    let header = |name: &str| {
+        raw.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
+    };
+    let mut pairs = readable_pairs(raw.query.as_bytes());
+    let is_form = header("content-type").is_some_and(|value| {
+        value
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    if is_form {
+        pairs.extend(readable_pairs(raw.body));
+    }
+    let parameter = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let authorization = header("authorization").filter(|value| value.starts_with("ACS3-"));
+    let (action, access_key_id) = if let Some(authorization) = authorization {
+        let key = ens_protocol::sign::v3::parse_authorization(authorization)
+            .ok()
+            .map(|parsed| parsed.access_key_id)
+            .or_else(|| header("x-acs-accesskey-id").map(str::to_owned));
+        (header("x-acs-action").or_else(|| parameter("Action")), key)
+    } else {
+        (
+            parameter("Action").or_else(|| header("x-acs-action")),
+            parameter("AccessKeyId").map(str::to_owned),
+        )
+    };
+    JournalEntry {
+        seq: 0,
+        time: OffsetDateTime::now_utc(),
+        request_id: request_id.to_owned(),
+        action: bounded(action.unwrap_or_default(), MAX_RECORDED_ACTION_BYTES),
+        access_key_id: access_key_id
+            .filter(|key| !key.is_empty())
+            .map(|key| crate::handler::audited_key_id(&key))
+            .unwrap_or_default(),
+        parameters: business_parameters(pairs),
+        account_id: None,
+        user_name: None,
+        outcome: error.code.wire_code().into_owned(),
+        http_status: error.code.http_status(),
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        fault_id: None,
     }
 }
 
@@ -242,6 +375,94 @@ mod tests {
             ..all()
         };
         assert_eq!(journal.query(&failed).len(), 1);
+    }
+
+    fn raw<'a>(query: &'a str, headers: &'a [(String, String)], body: &'a [u8]) -> RawRequest<'a> {
+        RawRequest {
+            method: "POST",
+            path: "/",
+            query,
+            headers,
+            body,
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_what_could_be_read_and_never_a_signature_or_secret() {
+        let error = ApiError::new(ens_protocol::ErrorCode::InvalidActionNotFound);
+        let form = [(
+            "Content-Type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        )];
+        let query = "Action=ImportImage&AccessKeyId=LTAIkey&Signature=c2ln&signature=c2ln&SignatureNonce=n\
+                     &ImageName=web&AccessKeySecret=s3cret&DbPassword=pw";
+        let entry = refusal_entry(
+            &raw(query, &form, b"ImageName=from-body&OSType=linux"),
+            &error,
+            "R-1",
+            std::time::Instant::now(),
+        );
+        assert_eq!(entry.action, "ImportImage");
+        assert_eq!(entry.access_key_id, "LTAIkey");
+        assert_eq!(
+            (entry.outcome.as_str(), entry.http_status),
+            ("InvalidAction.NotFound", 404)
+        );
+        let expected: BTreeMap<String, String> = [
+            ("AccessKeySecret", "<redacted>"),
+            ("DbPassword", "<redacted>"),
+            ("ImageName", "from-body"),
+            ("OSType", "linux"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        assert_eq!(entry.parameters, expected);
+        assert!(entry.account_id.is_none() && entry.fault_id.is_none());
+    }
+
+    #[test]
+    fn a_refused_location_is_skipped_whole_and_a_long_action_is_cut() {
+        let error = ApiError::new(ens_protocol::ErrorCode::InvalidParameter);
+        let crowded: Vec<String> = (0..=MAX_PARAMETERS).map(|n| format!("P{n}=x")).collect();
+        let crowded = crowded.join("&");
+        let entry = refusal_entry(&raw(&crowded, &[], b""), &error, "R-2", std::time::Instant::now());
+        assert!(entry.parameters.is_empty());
+        assert_eq!((entry.action.as_str(), entry.access_key_id.as_str()), ("", ""));
+        // A body that is not form encoded (no Content-Type) is not read; the action is cut.
+        let long = format!("Action={}&AccessKeyId=has%20space", "%C3%A9".repeat(200));
+        let entry = refusal_entry(
+            &raw(&long, &[], b"Action=x"),
+            &error,
+            "R-3",
+            std::time::Instant::now(),
+        );
+        assert_eq!(entry.action, "\u{e9}".repeat(MAX_RECORDED_ACTION_BYTES / 2));
+        assert_eq!(entry.access_key_id, "<malformed: 9 bytes>");
+    }
+
+    #[test]
+    fn an_acs3_refusal_takes_its_action_and_key_from_the_headers() {
+        let error = ApiError::missing_common("Version");
+        let headers = [
+            (
+                "authorization".to_owned(),
+                "ACS3-HMAC-SHA256 Credential=LTAIv3,SignedHeaders=host,Signature=abcd".to_owned(),
+            ),
+            ("x-acs-action".to_owned(), "DescribeImages".to_owned()),
+        ];
+        let entry = refusal_entry(
+            &raw("PageSize=5", &headers, b""),
+            &error,
+            "R-4",
+            std::time::Instant::now(),
+        );
+        assert_eq!(
+            (entry.action.as_str(), entry.access_key_id.as_str()),
+            ("DescribeImages", "LTAIv3")
+        );
+        assert_eq!(entry.parameters.get("PageSize").map(String::as_str), Some("5"));
+        assert!(!format!("{entry:?}").contains("abcd"));
     }
 
     #[test]

@@ -12,6 +12,8 @@ mod audit;
 mod auth;
 mod authz;
 pub mod batch;
+pub mod build_clock;
+pub mod catalog;
 mod connections;
 pub mod control;
 pub mod error;
@@ -23,6 +25,7 @@ pub mod nonces;
 mod operation;
 mod ops;
 pub mod secrets;
+pub mod setup;
 pub mod throttle;
 
 use std::future::Future;
@@ -124,6 +127,8 @@ pub struct AppState {
     pub journal: Arc<journal::Journal>,
     /// Fault rules set through the control API.
     pub faults: Arc<faults::Faults>,
+    /// Whether image builds move on by themselves (per process; see [`build_clock`]).
+    pub build_clock: Arc<build_clock::BuildClock>,
 }
 
 impl AppState {
@@ -150,6 +155,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             journal: Arc::new(journal::Journal::default()),
             faults: Arc::new(faults::Faults::default()),
+            build_clock: Arc::new(build_clock::BuildClock::default()),
         }
     }
 }
@@ -273,13 +279,17 @@ async fn heartbeat(state: AppState) {
 }
 
 /// Moves images through their build steps; each transition is a store transaction, so
-/// progress survives restarts and happens once whoever runs it.
+/// progress survives restarts and happens once whoever runs it. Idle while this process's
+/// [`build_clock::BuildClock`] is frozen.
 async fn advance_builds(state: AppState) {
     let step = state.config.image_build_step;
     let mut ticker =
         tokio::time::interval(step.clamp(Duration::from_millis(100), Duration::from_millis(500)));
     loop {
         ticker.tick().await;
+        let Some(_turn) = state.build_clock.advancer_turn().await else {
+            continue;
+        };
         if let Err(error) = state.store.advance_image_builds((state.clock)(), step).await {
             tracing::warn!(%error, "advancing image builds failed");
         }

@@ -158,6 +158,7 @@ async fn create(
             build_step: state.config.image_build_step,
         },
     );
+    let new = state.build_clock.hold(new, now);
     let created = store
         .create_image(NewImage {
             image: new.image,

@@ -601,45 +601,26 @@ pub trait AdminStore: Send + Sync + 'static {
     /// # Errors
     /// `NotFound` for an unknown owner or node, `Conflict` for a taken ID.
     async fn add_instance(&self, instance: &Instance) -> StoreResult<()> {
-        let disks: Vec<String> = instance.data_disks_gib.iter().map(u64::to_string).collect();
-        let disks = disks.join(",");
-        let disks = disks.as_str();
         let images = self.store();
-        self.store().write(|mut tx| async move {
-            require_account(&mut *tx, &instance.owner).await?;
-            require(&mut *tx, "SELECT 1 FROM nodes WHERE id = $1", instance.node.as_str(), "node").await?;
-            if let Some(image) = &instance.image_id {
-                // Held until commit: a concurrent delete of the image waits and then sees this
-                // instance (or, if it went first, this instance names a deleted image).
-                images.image_by_id(&mut *tx, image, Some(Lock::Share)).await?;
-            }
-            let inserted = tx
-                .execute(
-                    "INSERT INTO instances (id, owner_id, node_id, image_id, platform, os_type, os_version, architecture, \
-                     compute_type, system_disk_gib, data_disks_gib, build_failure) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-                    &[
-                        instance.id.as_str().into(),
-                        instance.owner.as_str().into(),
-                        instance.node.as_str().into(),
-                        instance.image_id.as_ref().map(ImageId::as_str).into(),
-                        instance.platform.as_str().into(),
-                        instance.os_type.as_str().into(),
-                        instance.os_version.as_str().into(),
-                        instance.architecture.as_str().into(),
-                        instance.compute_type.as_str().into(),
-                        to_i64(instance.system_disk_gib, "disk size")?.into(),
-                        disks.into(),
-                        instance.build_failure.map(BuildFailure::as_str).into(),
-                    ],
+        self.store()
+            .write(|mut tx| async move {
+                require_account(&mut *tx, &instance.owner).await?;
+                require(
+                    &mut *tx,
+                    "SELECT 1 FROM nodes WHERE id = $1",
+                    instance.node.as_str(),
+                    "node",
                 )
                 .await?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("instance {}", instance.id)));
-            }
-            Ok((tx, ()))
-        })
-        .await
+                if let Some(image) = &instance.image_id {
+                    // Held until commit: a concurrent delete of the image waits and then sees this
+                    // instance (or, if it went first, this instance names a deleted image).
+                    images.image_by_id(&mut *tx, image, Some(Lock::Share)).await?;
+                }
+                insert_instance(&mut *tx, instance).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Registers a snapshot.
@@ -647,34 +628,20 @@ pub trait AdminStore: Send + Sync + 'static {
     /// # Errors
     /// `NotFound` for an unknown owner or node, `Conflict` for a taken ID.
     async fn add_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()> {
-        self.store().write(|mut tx| async move {
-            require_account(&mut *tx, &snapshot.owner).await?;
-            require(&mut *tx, "SELECT 1 FROM nodes WHERE id = $1", snapshot.node.as_str(), "node").await?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO snapshots (id, owner_id, node_id, instance_id, platform, os_type, os_version, \
-                     architecture, size_gib, build_failure) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT DO NOTHING",
-                    &[
-                        snapshot.id.as_str().into(),
-                        snapshot.owner.as_str().into(),
-                        snapshot.node.as_str().into(),
-                        snapshot.instance_id.as_deref().into(),
-                        snapshot.platform.as_str().into(),
-                        snapshot.os_type.as_str().into(),
-                        snapshot.os_version.as_str().into(),
-                        snapshot.architecture.as_str().into(),
-                        to_i64(snapshot.size_gib, "snapshot size")?.into(),
-                        snapshot.build_failure.map(BuildFailure::as_str).into(),
-                    ],
+        self.store()
+            .write(|mut tx| async move {
+                require_account(&mut *tx, &snapshot.owner).await?;
+                require(
+                    &mut *tx,
+                    "SELECT 1 FROM nodes WHERE id = $1",
+                    snapshot.node.as_str(),
+                    "node",
                 )
                 .await?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("snapshot {}", snapshot.id)));
-            }
-            Ok((tx, ()))
-        })
-        .await
+                insert_snapshot(&mut *tx, snapshot).await?;
+                Ok((tx, ()))
+            })
+            .await
     }
 
     /// Every registered instance and snapshot.
@@ -712,4 +679,68 @@ impl AdminStore for Store {
     fn store(&self) -> &Store {
         self
     }
+}
+
+/// Writes a registered instance; `Conflict` when its ID is taken.
+pub(crate) async fn insert_instance(
+    tx: &mut dyn crate::engine::Session,
+    instance: &Instance,
+) -> StoreResult<()> {
+    let disks: Vec<String> = instance.data_disks_gib.iter().map(u64::to_string).collect();
+    let disks = disks.join(",");
+    let inserted = tx
+        .execute(
+            "INSERT INTO instances (id, owner_id, node_id, image_id, platform, os_type, os_version, architecture, \
+             compute_type, system_disk_gib, data_disks_gib, build_failure) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+            &[
+                instance.id.as_str().into(),
+                instance.owner.as_str().into(),
+                instance.node.as_str().into(),
+                instance.image_id.as_ref().map(ImageId::as_str).into(),
+                instance.platform.as_str().into(),
+                instance.os_type.as_str().into(),
+                instance.os_version.as_str().into(),
+                instance.architecture.as_str().into(),
+                instance.compute_type.as_str().into(),
+                to_i64(instance.system_disk_gib, "disk size")?.into(),
+                disks.as_str().into(),
+                instance.build_failure.map(BuildFailure::as_str).into(),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("instance {}", instance.id)));
+    }
+    Ok(())
+}
+
+/// Writes a registered snapshot; `Conflict` when its ID is taken.
+pub(crate) async fn insert_snapshot(
+    tx: &mut dyn crate::engine::Session,
+    snapshot: &Snapshot,
+) -> StoreResult<()> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO snapshots (id, owner_id, node_id, instance_id, platform, os_type, os_version, \
+             architecture, size_gib, build_failure) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT DO NOTHING",
+            &[
+                snapshot.id.as_str().into(),
+                snapshot.owner.as_str().into(),
+                snapshot.node.as_str().into(),
+                snapshot.instance_id.as_deref().into(),
+                snapshot.platform.as_str().into(),
+                snapshot.os_type.as_str().into(),
+                snapshot.os_version.as_str().into(),
+                snapshot.architecture.as_str().into(),
+                to_i64(snapshot.size_gib, "snapshot size")?.into(),
+                snapshot.build_failure.map(BuildFailure::as_str).into(),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("snapshot {}", snapshot.id)));
+    }
+    Ok(())
 }

@@ -143,6 +143,16 @@ pub enum Lock {
 }
 
 impl Dialect {
+    /// The sign before a parameter's number in statements built with many parameters: `$`
+    /// everywhere, but `?` for SQLite, which binds `?n` by position (see `sqlite::prepare`).
+    #[must_use]
+    pub fn placeholder(self) -> char {
+        match self {
+            Self::Sqlite => '?',
+            Self::Postgres => '$',
+        }
+    }
+
     /// The clause that ends a `SELECT` taking `lock`.
     #[must_use]
     pub fn lock(self, lock: Lock) -> &'static str {
@@ -237,6 +247,35 @@ pub trait Engine: Send + Sync + 'static {
     /// Writes a consistent copy of the whole store, as of one moment while it keeps serving,
     /// to the new file `to`.
     async fn backup(&self, to: &std::path::Path) -> StoreResult<()>;
+
+    /// A copy of the whole database in memory, for [`Engine::restore_pages`], where the engine
+    /// can copy and put back its pages faster than the store can rewrite its rows (SQLite);
+    /// `None` where it cannot.
+    ///
+    /// # Errors
+    /// When the copy fails.
+    async fn copy_pages(&self) -> StoreResult<Option<PageCopy>> {
+        Ok(None)
+    }
+
+    /// Puts the database back as `copy` holds it, in one step that readers see whole, except
+    /// the audit log, which keeps the records added since the copy: a roll-back of the state
+    /// must not erase who did what.
+    ///
+    /// # Errors
+    /// `Invalid` for a copy this engine did not make; otherwise when the restore fails.
+    async fn restore_pages(&self, _copy: &PageCopy) -> StoreResult<()> {
+        Err(StoreError::Invalid("this engine keeps no page copies".into()))
+    }
+}
+
+/// A whole-database copy an engine made with [`Engine::copy_pages`]; only that engine reads it.
+pub struct PageCopy(pub(crate) Box<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for PageCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PageCopy")
+    }
 }
 
 /// An open session: a transaction, or a connection for one statement. Dropped without

@@ -27,6 +27,57 @@ const NUMBER_PUBLIC_LISTING: &str = "UPDATE image_listing SET position = numbere
      WHERE image_listing.scope = 'system' AND image_listing.node_id = numbered.node_id \
        AND image_listing.image_seq = numbered.image_seq";
 
+/// The columns every insert of an image writes, in [`image_row`]'s order (a macro, so that
+/// statements can be `concat!`ed at compile time).
+macro_rules! image_insert_columns {
+    () => {
+        "id, name, owner_id, architecture, platform, os_type, size_gib, creation_time, snapshot_id, status, \
+         instance_id, compute_type, os_version, description, build_due_at, build_failure, release_instance"
+    };
+}
+pub(crate) use image_insert_columns;
+
+/// The values of an image the store encodes rather than borrows.
+pub(crate) struct EncodedImage {
+    size: i64,
+    created: String,
+    due: Option<i64>,
+}
+
+impl EncodedImage {
+    pub(crate) fn of(new: &NewImage) -> StoreResult<Self> {
+        Ok(Self {
+            size: to_i64(new.image.size_gib, "image size")?,
+            created: format_time(new.image.creation_time)?,
+            due: new.build_due_at.map(millis).transpose()?,
+        })
+    }
+}
+
+/// The values of `new` in [`image_insert_columns`]' order.
+pub(crate) fn image_row<'a>(new: &'a NewImage, encoded: &'a EncodedImage) -> [Param<'a>; 17] {
+    let image = &new.image;
+    [
+        image.id.as_str().into(),
+        image.name.as_str().into(),
+        image.owner.as_ref().map(AccountId::as_str).into(),
+        image.architecture.as_str().into(),
+        image.platform.as_str().into(),
+        image.os_type.as_str().into(),
+        encoded.size.into(),
+        encoded.created.as_str().into(),
+        image.snapshot_id.as_deref().into(),
+        image.status.as_str().into(),
+        image.instance_id.as_deref().into(),
+        image.compute_type.as_str().into(),
+        image.os_version.as_str().into(),
+        image.description.as_str().into(),
+        encoded.due.into(),
+        new.build_failure.map(BuildFailure::as_str).into(),
+        new.release_instance.as_deref().into(),
+    ]
+}
+
 /// Changes to `listing_counts` gathered during a write transaction and applied at its end.
 ///
 /// Applied last, sorted by (scope, node), so every transaction locks counter rows in the same
@@ -180,36 +231,16 @@ impl Store {
                 image.id
             )));
         }
-        let (size, created, due) = (
-            to_i64(image.size_gib, "image size")?,
-            format_time(image.creation_time)?,
-            new.build_due_at.map(millis).transpose()?,
-        );
+        let encoded = EncodedImage::of(new)?;
         let inserted = tx
             .row(
-                "INSERT INTO images (id, name, owner_id, architecture, platform, os_type, size_gib, creation_time, \
-                 snapshot_id, status, instance_id, compute_type, os_version, description, build_due_at, build_failure, \
-                 release_instance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                 ON CONFLICT (id) DO NOTHING RETURNING seq",
-                &[
-                    image.id.as_str().into(),
-                    image.name.as_str().into(),
-                    image.owner.as_ref().map(AccountId::as_str).into(),
-                    image.architecture.as_str().into(),
-                    image.platform.as_str().into(),
-                    image.os_type.as_str().into(),
-                    size.into(),
-                    created.as_str().into(),
-                    image.snapshot_id.as_deref().into(),
-                    image.status.as_str().into(),
-                    image.instance_id.as_deref().into(),
-                    image.compute_type.as_str().into(),
-                    image.os_version.as_str().into(),
-                    image.description.as_str().into(),
-                    due.into(),
-                    new.build_failure.map(BuildFailure::as_str).into(),
-                    new.release_instance.as_deref().into(),
-                ],
+                concat!(
+                    "INSERT INTO images (",
+                    image_insert_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                     ON CONFLICT (id) DO NOTHING RETURNING seq"
+                ),
+                &image_row(new, &encoded),
             )
             .await?;
         let Some(mut inserted) = inserted else {

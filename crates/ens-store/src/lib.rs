@@ -26,6 +26,7 @@ mod request;
 mod reset;
 mod rows;
 mod sqlite;
+mod state;
 
 use std::fmt;
 use std::future::Future;
@@ -43,8 +44,10 @@ pub use generate::{GenerateSpec, GeneratedAccount, GeneratedCatalog};
 pub use postgres::PostgresEngine;
 pub use redact::{redact_database_url, redact_secrets};
 pub use request::RequestStore;
-pub use reset::ResetSummary;
+pub use reset::{ResetPoint, ResetSummary};
+pub use rows::new_user_id;
 pub use sqlite::SqliteEngine;
+pub use state::{AccountState, ImportScope, StateImage, StateKey, StateSnapshot, StoreState};
 
 /// An AccessKey as verification needs it.
 #[derive(Clone)]

@@ -6,12 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ens_domain::rules::{ensure_deletable, ensure_shareable};
 use ens_domain::{
-    AccessKeyId, AccessKeyStatus, AccountId, Image, ImageError, ImageId, ImageQuery, ImageView, Instance,
-    NodeId, Page, PageRequest, RamUserName, Snapshot,
+    AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, Image, ImageError, ImageId, ImageQuery,
+    ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, RamUserName, Snapshot,
 };
 use time::OffsetDateTime;
 
-use crate::engine::{Access, Lock, Param, Session};
+use crate::engine::{Access, Lock, Param, Row, Session};
 use crate::images::{image_nodes, is_shared_with, CountChanges};
 use crate::rows::{
     account_from, corrupt, failure_from, format_time, instance_from_row, millis, new_custom_image_id,
@@ -23,8 +23,36 @@ use crate::{
     StoredAccessKey,
 };
 
-/// Most images one call of [`RequestStore::advance_image_builds`] moves.
+/// Most images one call of [`RequestStore::advance_image_builds`] or
+/// [`RequestStore::step_image_builds`] moves: bounds the transaction.
 const BUILD_BATCH: i64 = 500;
+
+/// The columns [`Building::from_row`] reads, in its order.
+const BUILDING_COLUMNS: &str = "seq, id, owner_id, status, build_failure, release_instance";
+
+/// An image in the build queue, as one build transition reads it.
+struct Building {
+    seq: i64,
+    id: String,
+    owner: Option<String>,
+    status: ImageStatus,
+    failure: Option<BuildFailure>,
+    release_instance: Option<String>,
+}
+
+impl Building {
+    /// Reads a row of [`BUILDING_COLUMNS`].
+    fn from_row(mut row: Row) -> StoreResult<Self> {
+        Ok(Self {
+            seq: row.int(0)?,
+            id: row.text(1)?,
+            owner: row.maybe_text(2)?,
+            status: status_from(&row.text(3)?)?,
+            failure: failure_from(row.maybe_text(4)?)?,
+            release_instance: row.maybe_text(5)?,
+        })
+    }
+}
 
 /// SQL conditions over `images i` with their text parameters, numbered `$1`, `$2`, ... as
 /// they are added.
@@ -151,6 +179,57 @@ async fn page_from_filters(tx: &mut dyn Session, query: &ImageQuery) -> StoreRes
 }
 
 impl Store {
+    /// Ends the current build step of `image` in `tx`: the one build transition, which the
+    /// background advancer and the lifecycle clock's steps both make, so they cannot
+    /// disagree. The image takes its next status (`ImageStatus::after_build_step`); still
+    /// building, its next step ends at `next_due` (ms); `Available`, it joins the listings
+    /// and the instance it was made from is released when `CreateImage` asked for that. An
+    /// image with no step left only leaves the queue. Returns the new status, or `None` when nothing moved: no step
+    /// left, or another writer changed the status since it was read.
+    async fn end_build_step(
+        &self,
+        tx: &mut dyn Session,
+        counts: &mut CountChanges,
+        image: &Building,
+        next_due: i64,
+    ) -> StoreResult<Option<ImageStatus>> {
+        let Some(next) = image.status.after_build_step(image.failure) else {
+            tx.execute(
+                "UPDATE images SET build_due_at = NULL WHERE seq = $1",
+                &[image.seq.into()],
+            )
+            .await?;
+            return Ok(None);
+        };
+        let due_at = next.is_building().then_some(next_due);
+        let changed = tx
+            .execute(
+                "UPDATE images SET status = $1, build_due_at = $2 WHERE seq = $3 AND status = $4",
+                &[
+                    next.as_str().into(),
+                    due_at.into(),
+                    image.seq.into(),
+                    image.status.as_str().into(),
+                ],
+            )
+            .await?;
+        if changed == 0 {
+            // Another writer changed the status since it was read: not ours to move.
+            return Ok(None);
+        }
+        if next == ImageStatus::Available {
+            let nodes = image_nodes(&mut *tx, image.seq).await?;
+            let scope = image.owner.as_deref().unwrap_or(SYSTEM_SCOPE);
+            self.add_to_listings(&mut *tx, counts, scope, image.seq, &nodes)
+                .await?;
+            if let Some(instance) = &image.release_instance {
+                tx.execute("DELETE FROM instances WHERE id = $1", &[instance.as_str().into()])
+                    .await?;
+            }
+        }
+        Ok(Some(next))
+    }
+
     async fn create_image_once(&self, new: &NewImage) -> StoreResult<()> {
         self.write(|mut tx| async move {
             let mut counts = CountChanges::default();
@@ -368,66 +447,172 @@ pub trait RequestStore: Send + Sync + 'static {
         Err(StoreError::Conflict("fresh image ID".into()))
     }
 
-    /// the next step ends `step` later. Each transition happens once, whoever calls this.
-    /// Returns how many images moved.
+    /// Ends the build step of every image whose step is due at `now` (at most 500 a call,
+    /// earliest due first): the background advancer's work. An image still building after
+    /// it has its next step end `step` later. Each transition happens once, whoever calls
+    /// this. Returns how many images moved.
     async fn advance_image_builds(&self, now: OffsetDateTime, step: Duration) -> StoreResult<u64> {
         let (now_ms, next_due) = (millis(now)?, millis(now + step)?);
-        let images = self.store();
+        let store = self.store();
         // Rows another replica is advancing right now are skipped, not waited for: that
         // replica moves them, and they are no longer due once it commits.
         let due_sql = format!(
-            "SELECT seq, owner_id, status, build_failure, release_instance FROM images \
+            "SELECT {BUILDING_COLUMNS} FROM images \
              WHERE build_due_at IS NOT NULL AND build_due_at <= $1 ORDER BY build_due_at, seq LIMIT $2{}",
-            self.store().dialect.lock(Lock::UpdateSkipLocked)
+            store.dialect.lock(Lock::UpdateSkipLocked)
         );
         let due_sql = due_sql.as_str();
-        self.store()
+        store
             .write(|mut tx| async move {
                 let mut counts = CountChanges::default();
                 let due = tx.rows(due_sql, &[now_ms.into(), BUILD_BATCH.into()]).await?;
                 let mut moved = 0;
-                for mut row in due {
-                    let (seq, status) = (row.int(0)?, status_from(&row.text(2)?)?);
-                    let Some(next) = status.after_build_step(failure_from(row.maybe_text(3)?)?) else {
-                        tx.execute(
-                            "UPDATE images SET build_due_at = NULL WHERE seq = $1",
-                            &[seq.into()],
-                        )
-                        .await?;
-                        continue;
-                    };
-                    let due_at = next.is_building().then_some(next_due);
-                    let changed = tx
-                        .execute(
-                            "UPDATE images SET status = $1, build_due_at = $2 WHERE seq = $3 AND status = $4",
-                            &[
-                                next.as_str().into(),
-                                due_at.into(),
-                                seq.into(),
-                                status.as_str().into(),
-                            ],
-                        )
-                        .await?;
-                    if changed == 0 {
-                        // Another writer changed the status since it was read: not ours to move.
-                        continue;
+                for row in due {
+                    let image = Building::from_row(row)?;
+                    if store
+                        .end_build_step(&mut *tx, &mut counts, &image, next_due)
+                        .await?
+                        .is_some()
+                    {
+                        moved += 1;
                     }
-                    if next == ens_domain::ImageStatus::Available {
-                        let owner = row.maybe_text(1)?;
-                        let nodes = image_nodes(&mut *tx, seq).await?;
-                        let scope = owner.as_deref().unwrap_or(SYSTEM_SCOPE);
-                        images
-                            .add_to_listings(&mut *tx, &mut counts, scope, seq, &nodes)
-                            .await?;
-                        if let Some(instance) = row.maybe_text(4)? {
-                            tx.execute("DELETE FROM instances WHERE id = $1", &[instance.as_str().into()])
-                                .await?;
-                        }
-                    }
-                    moved += 1;
                 }
                 counts.apply(&mut *tx).await?;
                 Ok((tx, moved))
+            })
+            .await
+    }
+
+    /// Moves every image still building in a scope `steps` build steps on now, whatever
+    /// their due time: the lifecycle clock of the control API, so a test decides when a
+    /// build moves instead of waiting for it. The scope is the images of `account`, the
+    /// image `image`, both (that image if `account` owns it) or, with neither, every image.
+    /// Each step is the advancer's own transition ([`Self::advance_image_builds`]); an image
+    /// that ends (`Available` or a failure status) stops there, and one still building has
+    /// its next step end `step` after `now`, so the advancer carries on from there. At most
+    /// 500 images a call, oldest first; rows another replica is moving are waited for.
+    /// Returns each image that moved with its status now, oldest first.
+    ///
+    /// # Errors
+    /// `NotFound` when `image` names no image at all.
+    async fn step_image_builds(
+        &self,
+        account: Option<&AccountId>,
+        image: Option<&ImageId>,
+        steps: u32,
+        now: OffsetDateTime,
+        step: Duration,
+    ) -> StoreResult<Vec<(ImageId, ImageStatus)>> {
+        let next_due = millis(now + step)?;
+        let store = self.store();
+        let (account, image) = (account.map(AccountId::as_str), image.map(ImageId::as_str));
+        let scope_sql = format!(
+            "SELECT {BUILDING_COLUMNS} FROM images WHERE build_due_at IS NOT NULL \
+             AND ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR id = $2) ORDER BY seq LIMIT $3{}",
+            store.dialect.lock(Lock::Update)
+        );
+        let scope_sql = scope_sql.as_str();
+        store
+            .write(|mut tx| async move {
+                let mut counts = CountChanges::default();
+                let rows = tx
+                    .rows(scope_sql, &[account.into(), image.into(), BUILD_BATCH.into()])
+                    .await?;
+                if let (true, Some(id)) = (rows.is_empty(), image) {
+                    if !tx
+                        .exists("SELECT 1 FROM images WHERE id = $1", &[id.into()])
+                        .await?
+                    {
+                        return Err(StoreError::NotFound(format!("image {id}")));
+                    }
+                }
+                let mut moved = Vec::new();
+                for row in rows {
+                    let mut building = Building::from_row(row)?;
+                    let mut stepped = false;
+                    for _ in 0..steps {
+                        let Some(next) = store
+                            .end_build_step(&mut *tx, &mut counts, &building, next_due)
+                            .await?
+                        else {
+                            break;
+                        };
+                        (building.status, stepped) = (next, true);
+                        if !next.is_building() {
+                            break;
+                        }
+                    }
+                    if stepped {
+                        moved.push((ImageId::parse(&building.id).map_err(corrupt)?, building.status));
+                    }
+                }
+                counts.apply(&mut *tx).await?;
+                Ok((tx, moved))
+            })
+            .await
+    }
+
+    /// Starts the current step of every image still building afresh: it ends `step` after
+    /// `now` (a step due later keeps its time). The lifecycle clock calls this when it is
+    /// unfrozen, so builds held while it was frozen go on at their normal pace rather than
+    /// all moving at the advancer's next tick. Returns how many images were rescheduled.
+    async fn restart_image_builds(&self, now: OffsetDateTime, step: Duration) -> StoreResult<u64> {
+        let next_due = millis(now + step)?;
+        self.store()
+            .write(|mut tx| async move {
+                let changed = tx
+                    .execute(
+                        "UPDATE images SET build_due_at = $1 WHERE build_due_at IS NOT NULL AND build_due_at < $1",
+                        &[next_due.into()],
+                    )
+                    .await?;
+                Ok((tx, changed))
+            })
+            .await
+    }
+
+    /// Chooses how the build of image `id` ends, overriding what its source said: failing
+    /// at `failure`'s step, or, with `None`, `Available`. The per-image outcome of the
+    /// lifecycle clock. Returns the image's status.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown image; `Invalid` for an image no longer building, or one
+    /// already past the step asked to fail (an `Uploading` image cannot fail to pack).
+    async fn set_image_build_failure(
+        &self,
+        id: &ImageId,
+        failure: Option<BuildFailure>,
+    ) -> StoreResult<ImageStatus> {
+        let sql = format!(
+            "SELECT status, build_due_at FROM images WHERE id = $1{}",
+            self.store().dialect.lock(Lock::Update)
+        );
+        let sql = sql.as_str();
+        self.store()
+            .write(|mut tx| async move {
+                let mut row = tx
+                    .row(sql, &[id.as_str().into()])
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("image {id}")))?;
+                let status = status_from(&row.text(0)?)?;
+                let queued = row.maybe_int(1)?.is_some();
+                if !queued || status.after_build_step(None).is_none() {
+                    return Err(StoreError::Invalid(format!(
+                        "image {id} is {}: only an image still building has an outcome to choose",
+                        status.as_str()
+                    )));
+                }
+                if (status, failure) == (ImageStatus::Uploading, Some(BuildFailure::Pack)) {
+                    return Err(StoreError::Invalid(format!(
+                        "image {id} is already packed (Uploading): it can fail to upload, not to pack"
+                    )));
+                }
+                tx.execute(
+                    "UPDATE images SET build_failure = $1 WHERE id = $2",
+                    &[failure.map(BuildFailure::as_str).into(), id.as_str().into()],
+                )
+                .await?;
+                Ok((tx, status))
             })
             .await
     }

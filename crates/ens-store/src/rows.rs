@@ -86,7 +86,8 @@ pub(crate) fn new_custom_image_id() -> String {
 }
 
 /// A fresh RAM user ID: 16 digits, the first from 2 to 9, as the cloud's.
-pub(crate) fn new_user_id() -> String {
+#[must_use]
+pub fn new_user_id() -> String {
     let mut rng = rand::thread_rng();
     std::iter::once(char::from(b'2' + rng.gen_range(0..8u8)))
         .chain((0..15).map(|_| char::from(b'0' + rng.gen_range(0..10u8))))

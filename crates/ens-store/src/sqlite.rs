@@ -21,13 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::backup::Backup;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::ConnectOptions;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::engine::{Access, Dialect, Engine, Param, Row, Session, Value};
+use crate::engine::{Access, Dialect, Engine, PageCopy, Param, Row, Session, Value};
 use crate::{PoolStats, Store, StoreError, StoreResult};
 
 /// Idle read connections kept for reuse; more are opened when more threads read at once.
@@ -295,17 +296,29 @@ impl Store {
     /// # Errors
     /// When the directory or the database cannot be created.
     pub async fn ephemeral() -> StoreResult<Self> {
+        Self::temporary_in(&Self::ephemeral_parent()).await
+    }
+
+    /// Where [`Store::ephemeral`] puts its directory: `/dev/shm` where the system has it (in
+    /// memory), else the temporary directory. Public so that a test harness that owns the
+    /// parent directory (and removes it itself) puts its stores in the same place.
+    #[must_use]
+    pub fn ephemeral_parent() -> PathBuf {
         let shm = Path::new("/dev/shm");
-        let parent = if shm.is_dir() {
+        if shm.is_dir() {
             shm.to_owned()
         } else {
             std::env::temp_dir()
-        };
-        Self::temporary_in(&parent).await
+        }
     }
 
-    /// A private store in a new directory under `parent`, removed with the store.
-    async fn temporary_in(parent: &Path) -> StoreResult<Self> {
+    /// A private store in a new directory (`ens-store-*`) under `parent`, removed with the
+    /// store: for a caller that wants to know where it lives, e.g. to remove it at once at
+    /// shutdown rather than when the last handle to the store is dropped.
+    ///
+    /// # Errors
+    /// When the directory or the database cannot be created.
+    pub async fn temporary_in(parent: &Path) -> StoreResult<Self> {
         let scratch = tempfile::Builder::new()
             .prefix("ens-store-")
             .tempdir_in(parent)
@@ -474,6 +487,71 @@ impl Engine for SqliteEngine {
             .await
             .map_err(|error| StoreError::Unavailable(Box::new(error)))?
     }
+
+    async fn copy_pages(&self) -> StoreResult<Option<PageCopy>> {
+        // Taken with the write lock held, so the copy is one moment and no write is half in it.
+        let writer = self.writer.lock().await;
+        let audit_seq: i64 = writer
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |row| {
+                row.get(0)
+            })
+            .map_err(classify)?;
+        let mut pages = Connection::open_in_memory().map_err(classify)?;
+        copy_all(&writer, &mut pages)?;
+        Ok(Some(PageCopy(Box::new(SqlitePages {
+            pages: Mutex::new(pages),
+            audit_seq,
+        }))))
+    }
+
+    async fn restore_pages(&self, copy: &PageCopy) -> StoreResult<()> {
+        let copy = copy
+            .0
+            .downcast_ref::<SqlitePages>()
+            .ok_or_else(|| StoreError::Invalid("a page copy of another engine".into()))?;
+        let mut writer = self.writer.lock().await;
+        // The audit records made since the copy wait in this connection's temporary database,
+        // which the page copy does not touch, and go back in after it.
+        writer
+            .execute_batch("DROP TABLE IF EXISTS temp.audit_since_copy")
+            .map_err(classify)?;
+        writer
+            .execute(
+                "CREATE TEMP TABLE audit_since_copy AS SELECT * FROM main.audit_log WHERE seq > ?1",
+                [copy.audit_seq],
+            )
+            .map_err(classify)?;
+        let restored = {
+            let pages = copy
+                .pages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            copy_all(&pages, &mut writer)
+        };
+        let carried = writer.execute_batch(
+            "INSERT INTO main.audit_log SELECT * FROM temp.audit_since_copy; DROP TABLE temp.audit_since_copy;",
+        );
+        restored?;
+        carried.map_err(classify)
+    }
+}
+
+/// Copies every page of `from` over `to` in one step: `to` changes whole, at once.
+fn copy_all(from: &Connection, to: &mut Connection) -> StoreResult<()> {
+    let backup = Backup::new(from, to).map_err(classify)?;
+    match backup.step(-1).map_err(classify)? {
+        rusqlite::backup::StepResult::Done => Ok(()),
+        other => Err(StoreError::Unavailable(
+            format!("the page copy stopped before its end ({other:?}); retry").into(),
+        )),
+    }
+}
+
+/// SQLite's [`PageCopy`]: the database's pages in an in-memory database, and the last audit
+/// record they hold.
+struct SqlitePages {
+    pages: Mutex<Connection>,
+    audit_seq: i64,
 }
 
 /// `VACUUM INTO` a partial file beside `to` (one read transaction, so one consistent moment,
@@ -569,20 +647,30 @@ impl Drop for SqliteSession {
     }
 }
 
-/// Prepares `sql` (cached) and binds `params` by the number in each `$n`.
+/// Prepares `sql` (cached) and binds `params` by the number in each `$n`, or, in a statement
+/// written with `?n` (see [`Dialect::placeholder`]), by position: SQLite gives `?n` the index
+/// `n`, while finding a `$n` by its name costs a scan of every name, which a bulk insert
+/// of thousands of parameters cannot pay per parameter.
 fn prepare<'c>(
     connection: &'c Connection,
     sql: &str,
     params: &[Param<'_>],
 ) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
     let mut statement = connection.prepare_cached(sql)?;
+    let positional = statement
+        .parameter_name(1)
+        .is_some_and(|name| name.starts_with('?'));
     for index in 1..=statement.parameter_count() {
-        let param = statement
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
-            .and_then(|number| number.parse::<usize>().ok())
-            .and_then(|number| params.get(number.checked_sub(1)?))
-            .ok_or(rusqlite::Error::InvalidParameterCount(index, params.len()))?;
+        let param = if positional {
+            params.get(index - 1)
+        } else {
+            statement
+                .parameter_name(index)
+                .and_then(|name| name.strip_prefix('$'))
+                .and_then(|number| number.parse::<usize>().ok())
+                .and_then(|number| params.get(number.checked_sub(1)?))
+        }
+        .ok_or(rusqlite::Error::InvalidParameterCount(index, params.len()))?;
         match param {
             Param::Int(value) => statement.raw_bind_parameter(index, value)?,
             Param::Text(value) => statement.raw_bind_parameter(index, value)?,

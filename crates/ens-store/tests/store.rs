@@ -1369,3 +1369,432 @@ mod postgres_replicas {
         heartbeats_count_the_replicas_alive_in_the_window
     );
 }
+
+/// The lifecycle clock's store calls: steps that move builds in a scope now, whatever their
+/// due time, the restart of every build when the clock runs again, and the outcome chosen
+/// per image.
+mod build_clock {
+    use super::*;
+
+    const STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// A custom image of `owner` in the build queue, its first step due at `due`.
+    async fn building(
+        store: &Store,
+        owner: &AccountId,
+        name: &str,
+        due: OffsetDateTime,
+        failure: Option<BuildFailure>,
+    ) -> ImageId {
+        let mut image = image("m-x", Some(owner), &["cn-dalian-unicom"]);
+        image.status = ImageStatus::Creating;
+        image.name = name.into();
+        let new = NewImage {
+            image,
+            build_due_at: Some(due),
+            build_failure: failure,
+            release_instance: None,
+        };
+        store.create_image(new).await.unwrap().id
+    }
+
+    async fn status(store: &Store, owner: &AccountId, id: &ImageId) -> ImageStatus {
+        store
+            .visible_image(owner, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .image
+            .status
+    }
+
+    async fn steps_move_the_builds_in_scope_now_whatever_their_due_time(store: &Store) {
+        let (alice, bob) = seeded(store).await;
+        let later = NOW + time::Duration::hours(1);
+        let a1 = building(store, &alice, "a1", later, None).await;
+        let a2 = building(store, &alice, "a2", later, None).await;
+        let b1 = building(store, &bob, "b1", later, None).await;
+
+        // One account's builds, one step: the other account's build stays where it was.
+        let moved = store
+            .step_image_builds(Some(&alice), None, 1, NOW, STEP)
+            .await
+            .unwrap();
+        assert_eq!(
+            moved,
+            [
+                (a1.clone(), ImageStatus::Packing),
+                (a2.clone(), ImageStatus::Packing)
+            ]
+        );
+        assert_eq!(status(store, &bob, &b1).await, ImageStatus::Creating);
+
+        // One image, more steps than it has left: it stops at Available and is listed.
+        let moved = store
+            .step_image_builds(None, Some(&a1), 5, NOW, STEP)
+            .await
+            .unwrap();
+        assert_eq!(moved, [(a1.clone(), ImageStatus::Available)]);
+        assert_eq!(total(store, &alice).await, 10);
+        // Nothing left to move is an empty answer; an unknown image is NotFound; an image
+        // of another account than the one named is out of scope.
+        let none = store.step_image_builds(None, Some(&a1), 1, NOW, STEP).await;
+        assert!(none.unwrap().is_empty());
+        let unknown = ImageId::parse("m-nosuchimage").unwrap();
+        let missing = store.step_image_builds(None, Some(&unknown), 1, NOW, STEP).await;
+        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+        let elsewhere = store.step_image_builds(Some(&bob), Some(&a2), 1, NOW, STEP).await;
+        assert!(elsewhere.unwrap().is_empty());
+
+        // A stepped build's next step ends one step after the step: the advancer goes on
+        // from there, and bob's build keeps its own due time.
+        assert_eq!(
+            store
+                .advance_image_builds(NOW + STEP - time::Duration::seconds(1), STEP)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.advance_image_builds(NOW + STEP, STEP).await.unwrap(), 1);
+        assert_eq!(status(store, &alice, &a2).await, ImageStatus::Uploading);
+        assert_eq!(status(store, &bob, &b1).await, ImageStatus::Creating);
+
+        // Restarting every build (the clock runs again) gives each a fresh step from then;
+        // bob's, due later than the fresh step would end, keeps its time.
+        let resumed = NOW + time::Duration::minutes(2);
+        assert_eq!(store.restart_image_builds(resumed, STEP).await.unwrap(), 1);
+        assert_eq!(store.advance_image_builds(resumed, STEP).await.unwrap(), 0);
+        let moved = store.advance_image_builds(resumed + STEP, STEP).await.unwrap();
+        assert_eq!(moved, 1);
+        assert_eq!(status(store, &alice, &a2).await, ImageStatus::Available);
+
+        // Every account: whatever is left moves.
+        let moved = store.step_image_builds(None, None, 100, NOW, STEP).await.unwrap();
+        assert_eq!(moved, [(b1.clone(), ImageStatus::Available)]);
+        assert_eq!(total(store, &alice).await, 11);
+        assert_eq!(total(store, &bob).await, 9);
+    }
+
+    async fn the_outcome_chosen_per_image_overrides_its_source(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let fails_upload = building(store, &alice, "x", NOW, Some(BuildFailure::Upload)).await;
+        let fails_pack = building(store, &alice, "y", NOW, Some(BuildFailure::Pack)).await;
+        let succeeds = building(store, &alice, "z", NOW, None).await;
+
+        // Pack instead of upload; success instead of pack.
+        let chosen = store
+            .set_image_build_failure(&fails_upload, Some(BuildFailure::Pack))
+            .await
+            .unwrap();
+        assert_eq!(chosen, ImageStatus::Creating);
+        store.set_image_build_failure(&fails_pack, None).await.unwrap();
+        let moved = store
+            .step_image_builds(None, Some(&fails_upload), 3, NOW, STEP)
+            .await
+            .unwrap();
+        assert_eq!(moved, [(fails_upload.clone(), ImageStatus::PackFailed)]);
+        let moved = store
+            .step_image_builds(None, Some(&fails_pack), 3, NOW, STEP)
+            .await
+            .unwrap();
+        assert_eq!(moved, [(fails_pack.clone(), ImageStatus::Available)]);
+
+        // Past packing, an image can still fail to upload, but no longer to pack.
+        store
+            .step_image_builds(None, Some(&succeeds), 2, NOW, STEP)
+            .await
+            .unwrap();
+        let too_late = store
+            .set_image_build_failure(&succeeds, Some(BuildFailure::Pack))
+            .await;
+        assert!(matches!(too_late, Err(StoreError::Invalid(_))), "{too_late:?}");
+        let chosen = store
+            .set_image_build_failure(&succeeds, Some(BuildFailure::Upload))
+            .await
+            .unwrap();
+        assert_eq!(chosen, ImageStatus::Uploading);
+        assert_eq!(store.advance_image_builds(NOW + STEP, STEP).await.unwrap(), 1);
+        assert_eq!(status(store, &alice, &succeeds).await, ImageStatus::UploadFailed);
+
+        // Only a build still going has an outcome to choose.
+        for done in [&fails_upload, &fails_pack, &succeeds] {
+            let refused = store.set_image_build_failure(done, None).await;
+            assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+        }
+        let public = ImageId::parse("sys_0").unwrap();
+        let refused = store.set_image_build_failure(&public, None).await;
+        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+        let unknown = ImageId::parse("m-nosuchimage").unwrap();
+        let missing = store.set_image_build_failure(&unknown, None).await;
+        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    }
+
+    store_suite!(
+        steps_move_the_builds_in_scope_now_whatever_their_due_time,
+        the_outcome_chosen_per_image_overrides_its_source,
+    );
+}
+
+/// The state as one value: exported, imported back whole or one account at a time, with every
+/// listing renumbered and counted as if the images had been made one by one.
+mod state {
+    use super::*;
+    use ens_store::{ImportScope, StoreState};
+
+    /// Every custom image ID of the state, per account, in order.
+    fn image_ids(state: &StoreState) -> Vec<(String, Vec<String>)> {
+        state
+            .accounts
+            .iter()
+            .map(|account| {
+                let ids = account
+                    .images
+                    .iter()
+                    .map(|image| image.new.image.id.as_str().to_owned());
+                (account.id.as_str().to_owned(), ids.collect())
+            })
+            .collect()
+    }
+
+    async fn a_whole_state_imports_back_with_its_listings(store: &Store) {
+        let (alice, bob) = seeded(store).await;
+        let alice1 = find(store, &alice, "alice1").await;
+        store
+            .modify_image_shares(&alice, &alice1, std::slice::from_ref(&bob), &[], NOW)
+            .await
+            .unwrap();
+        let dev = RamUserName::parse("UserName", "dev").unwrap();
+        store.create_ram_user(&alice, &dev, NOW).await.unwrap();
+        let principal = Principal {
+            account: alice.clone(),
+            user: Some(dev.clone()),
+        };
+        let dev_key = AccessKeyId::parse("AKDEV").unwrap();
+        store
+            .create_access_key(&principal, &dev_key, "sealed-dev", NOW)
+            .await
+            .unwrap();
+        let exported = store.export_state(None).await.unwrap();
+        assert_eq!(exported.image_count(), 3);
+        let alices = &exported.accounts[0];
+        assert_eq!(alices.keys.len(), 2);
+        assert_eq!(alices.users.len(), 1);
+        assert_eq!(alices.images[0].shares.len(), 1);
+
+        store.reset_all(&alice).await.unwrap();
+        assert_eq!(walk_one_by_one(store, &alice, None).await, public_then(&[]));
+        let written = store
+            .import_state(&exported, ImportScope::Whole { keep: &alice })
+            .await
+            .unwrap();
+        assert_eq!(written, 3);
+        let again = store.export_state(None).await.unwrap();
+        assert_eq!(image_ids(&again), image_ids(&exported));
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await,
+            public_then(&["alice1", "alice2"])
+        );
+        assert_eq!(
+            walk_one_by_one(store, &bob, None).await,
+            public_then(&["alice1", "bob1"])
+        );
+        let on_dalian = walk_one_by_one(store, &bob, Some("cn-dalian-unicom")).await;
+        assert_eq!(on_dalian[4..], ["alice1"]);
+        assert_eq!(total(store, &bob).await, 9);
+        let found = store.access_key(&dev_key).await.unwrap().unwrap();
+        assert_eq!(found.principal, principal);
+        assert_eq!(found.secret, "sealed-dev");
+        // An image made after the import goes after the imported ones.
+        create(store, &alice, "alice3", &["cn-dalian-unicom"]).await;
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await,
+            public_then(&["alice1", "alice2", "alice3"])
+        );
+    }
+
+    async fn an_account_state_restores_that_account_alone(store: &Store) {
+        let (alice, bob) = seeded(store).await;
+        let alice1 = find(store, &alice, "alice1").await;
+        store
+            .modify_image_shares(&alice, &alice1, std::slice::from_ref(&bob), &[], NOW)
+            .await
+            .unwrap();
+        let saved = store.export_state(Some(&alice)).await.unwrap();
+        assert_eq!(image_ids(&saved).len(), 1, "only alice");
+
+        store
+            .modify_image_shares(&alice, &alice1, &[], std::slice::from_ref(&bob), NOW)
+            .await
+            .unwrap();
+        store.delete_image(&alice, &alice1).await.unwrap();
+        create(store, &alice, "alice3", &["cn-dalian-unicom"]).await;
+        create(store, &bob, "bob2", &["cn-dalian-unicom"]).await;
+
+        store
+            .import_state(&saved, ImportScope::Account(&alice))
+            .await
+            .unwrap();
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await,
+            public_then(&["alice1", "alice2"])
+        );
+        // Bob keeps what he made since, and sees alice1 shared again in its old place.
+        assert_eq!(
+            walk_one_by_one(store, &bob, None).await,
+            public_then(&["alice1", "bob1", "bob2"])
+        );
+        assert_eq!(total(store, &bob).await, 10);
+
+        let wrong = store.import_state(&saved, ImportScope::Account(&bob)).await;
+        assert!(matches!(wrong, Err(StoreError::Invalid(_))), "{wrong:?}");
+    }
+
+    async fn a_refused_import_changes_nothing(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let before = store.export_state(None).await.unwrap();
+        let mut elsewhere = before.clone();
+        elsewhere.accounts[0].images[0].new.image.nodes = vec![node("cn-nowhere-1")];
+        let refused = store
+            .import_state(&elsewhere, ImportScope::Whole { keep: &alice })
+            .await;
+        assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
+        let mut twice = before.clone();
+        let copy = twice.accounts[0].images[0].clone();
+        twice.accounts[0].images.push(copy);
+        let refused = store
+            .import_state(&twice, ImportScope::Whole { keep: &alice })
+            .await;
+        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{refused:?}");
+        assert_eq!(
+            image_ids(&store.export_state(None).await.unwrap()),
+            image_ids(&before)
+        );
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await,
+            public_then(&["alice1", "alice2"])
+        );
+    }
+
+    fn audit(request_id: &str) -> AuditEntry {
+        AuditEntry {
+            at: NOW,
+            request_id: request_id.into(),
+            account: None,
+            user: None,
+            access_key_id: None,
+            action: "DeleteImage".into(),
+            resource: "*".into(),
+            source_ip: "127.0.0.1".into(),
+            outcome: "Success".into(),
+            repeats: 1,
+        }
+    }
+
+    async fn a_whole_snapshot_restores_everything_but_the_audit_log(store: &Store) {
+        let (alice, bob) = seeded(store).await;
+        store.record_audits(&[audit("before")]).await.unwrap();
+        let snapshot = store.snapshot(None).await.unwrap();
+        assert_eq!((snapshot.images, snapshot.accounts), (3, 2));
+
+        let alice1 = find(store, &alice, "alice1").await;
+        store.delete_image(&alice, &alice1).await.unwrap();
+        create(store, &bob, "bob2", &["cn-dalian-unicom"]).await;
+        store
+            .create_account(&account("1000000000000003"), NOW)
+            .await
+            .unwrap();
+        store.record_audits(&[audit("after")]).await.unwrap();
+
+        store
+            .restore_snapshot(&snapshot, ImportScope::Whole { keep: &alice })
+            .await
+            .unwrap();
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await,
+            public_then(&["alice1", "alice2"])
+        );
+        assert_eq!(walk_one_by_one(store, &bob, None).await, public_then(&["bob1"]));
+        assert_eq!(store.accounts().await.unwrap().len(), 2);
+        let filter = AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        };
+        let kept: Vec<String> = store
+            .audit_entries(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.request_id)
+            .collect();
+        assert_eq!(kept, ["after", "before"], "the audit log is never rolled back");
+        // The store goes on as usual: a new image lists after the restored ones, and the
+        // snapshot can be restored again.
+        create(store, &alice, "alice3", &["cn-dalian-unicom"]).await;
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await,
+            public_then(&["alice1", "alice2", "alice3"])
+        );
+        store
+            .restore_snapshot(&snapshot, ImportScope::Whole { keep: &alice })
+            .await
+            .unwrap();
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await,
+            public_then(&["alice1", "alice2"])
+        );
+    }
+
+    async fn a_reset_to_the_first_start_copy_leaves_what_a_reset_keeps(store: &Store) {
+        let alice = account("1000000000000001");
+        store
+            .create_account_with_key(&alice, &AccessKeyId::parse("AKALICE").unwrap(), "secret", NOW)
+            .await
+            .unwrap();
+        store
+            .replace_catalog(
+                &[node("cn-dalian-unicom")],
+                &[image("sys_0", None, &["cn-dalian-unicom"])],
+            )
+            .await
+            .unwrap();
+        let Some(point) = store.reset_point(&alice).await.unwrap() else {
+            // Engines without page copies reset by deleting.
+            assert!(!store.snapshot(None).await.unwrap().is_page_copy());
+            return;
+        };
+        let bob = account("1000000000000002");
+        store.create_account(&bob, NOW).await.unwrap();
+        create(store, &alice, "alice1", &["cn-dalian-unicom"]).await;
+        create(store, &bob, "bob1", &["cn-dalian-unicom"]).await;
+
+        let summary = store.reset_to(&point).await.unwrap().unwrap();
+        assert_eq!((summary.images, summary.accounts), (2, 1));
+        assert_eq!(store.accounts().await.unwrap().len(), 1);
+        let page = store.describe_images(&query(&alice, 1, 50)).await.unwrap();
+        assert_eq!(names(&page), ["name_sys_0"]);
+
+        // Once what a reset keeps has changed, the copy is not used: the caller deletes.
+        let later = AccessKeyId::parse("AKALICE2").unwrap();
+        let owner = Principal {
+            account: alice.clone(),
+            user: None,
+        };
+        store
+            .create_access_key(&owner, &later, "secret", NOW)
+            .await
+            .unwrap();
+        create(store, &alice, "alice2", &["cn-dalian-unicom"]).await;
+        assert!(store.reset_to(&point).await.unwrap().is_none());
+        assert_eq!(total(store, &alice).await, 2, "nothing changed");
+        store.reset_all(&alice).await.unwrap();
+        assert!(store.access_key(&later).await.unwrap().is_some());
+    }
+
+    store_suite!(
+        a_reset_to_the_first_start_copy_leaves_what_a_reset_keeps,
+        a_whole_snapshot_restores_everything_but_the_audit_log,
+        a_whole_state_imports_back_with_its_listings,
+        an_account_state_restores_that_account_alone,
+        a_refused_import_changes_nothing,
+    );
+}

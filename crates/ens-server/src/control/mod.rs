@@ -23,7 +23,7 @@ use ens_domain::validation::{validate_compute_type, validate_short_name, validat
 use ens_domain::{
     AccessKeyId, AccountId, BuildFailure, ImageId, Instance, NodeId, Principal, RamUserName, Snapshot,
 };
-use ens_store::{AdminStore, Store, StoreError};
+use ens_store::{AdminStore, ResetPoint, Store, StoreError};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -35,6 +35,10 @@ use time::OffsetDateTime;
 use crate::faults::FaultSpec;
 use crate::journal::{JournalQuery, JOURNAL_CAPACITY};
 use crate::AppState;
+
+mod clock;
+mod policies;
+pub mod state;
 
 /// The bearer token of the control API. Never printed by `Debug`; compared in constant time.
 pub struct ControlToken(zeroize::Zeroizing<String>);
@@ -88,6 +92,8 @@ pub struct ControlState {
     app: AppState,
     store: Store,
     token: Arc<ControlToken>,
+    snapshots: Arc<state::Snapshots>,
+    reset_point: Option<Arc<ResetPoint>>,
 }
 
 impl ControlState {
@@ -100,7 +106,19 @@ impl ControlState {
             app,
             store,
             token: Arc::new(token),
+            snapshots: Arc::default(),
+            reset_point: None,
         }
+    }
+
+    /// Makes `POST /reset` put the store back to `point` (see [`Store::reset_point`]) in one
+    /// page copy, in milliseconds at any size, rather than delete what tests made. For a
+    /// private store whose first start is `point` (`--ephemeral`, the test crate): on a store
+    /// that held data before this process, or was seeded, a reset must delete.
+    #[must_use]
+    pub fn with_reset_point(mut self, point: Option<ResetPoint>) -> Self {
+        self.reset_point = point.map(Arc::new);
+        self
     }
 }
 
@@ -231,10 +249,40 @@ pub fn control_router(state: ControlState) -> Router {
         .route("/accounts/{account}/instances", post(add_instance))
         .route("/accounts/{account}/snapshots", post(add_snapshot))
         .route("/accounts/{account}/reset", post(reset_account))
+        .route(
+            "/accounts/{account}/policies",
+            get(policies::list_policies).post(policies::create_policy),
+        )
+        .route(
+            "/accounts/{account}/policies/{name}",
+            delete(policies::delete_policy),
+        )
+        .route(
+            "/accounts/{account}/users/{user}/policies",
+            post(policies::attach_policy),
+        )
+        .route(
+            "/accounts/{account}/users/{user}/policies/{name}",
+            delete(policies::detach_policy),
+        )
+        .route("/accounts/{account}/images", post(state::add_image))
+        .route("/state", get(state::export_state).put(state::import_state))
+        .route(
+            "/snapshots",
+            get(state::list_snapshots).post(state::take_snapshot),
+        )
+        .route("/snapshots/{name}", delete(state::delete_snapshot))
+        .route("/snapshots/{name}/restore", post(state::restore_snapshot))
         .route("/reset", post(reset_all))
         .route("/journal", get(read_journal).delete(clear_journal))
         .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/faults/{id}", delete(remove_fault))
+        .route("/clock", get(clock::read_clock).put(clock::set_clock))
+        .route("/clock/steps", post(clock::step_builds))
+        .route(
+            "/images/{image}/build",
+            axum::routing::put(clock::set_build_outcome),
+        )
         .fallback(|| async { ControlError::NotFound("no such control route".into()) })
         .method_not_allowed_fallback(|| async { ControlError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -619,9 +667,19 @@ async fn reset_all(State(state): State<ControlState>) -> Answer {
         .into_iter()
         .next()
         .ok_or_else(|| ControlError::NotFound("no account: the store has no owner account".into()))?;
-    let summary = state.store.reset_all(&owner.id).await?;
+    // Back to the first start in one page copy when the store kept it and everything a reset
+    // keeps is as it was then; otherwise by deleting.
+    let copied = match &state.reset_point {
+        Some(point) => state.store.reset_to(point).await?,
+        None => None,
+    };
+    let summary = match copied {
+        Some(summary) => summary,
+        None => state.store.reset_all(&owner.id).await?,
+    };
     let journal = state.app.journal.clear(None);
     let faults = state.app.faults.clear(None);
+    state.app.build_clock.unfreeze(); // no build is left to restart: every custom image went
     tracing::info!(
         images = summary.images,
         accounts = summary.accounts,
@@ -635,6 +693,7 @@ async fn reset_all(State(state): State<ControlState>) -> Answer {
             "AccountsRemoved": summary.accounts,
             "JournalEntriesRemoved": journal,
             "FaultsRemoved": faults,
+            "FromFirstStartCopy": copied.is_some(),
             "ElapsedUs": elapsed_us(started),
         }),
     )

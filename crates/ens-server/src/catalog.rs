@@ -3,6 +3,9 @@
 //! Each image entry has the fields of a DescribeImages `Image` object plus `EnsRegionIds`, the
 //! nodes where it is available (absent: every node). Unknown fields are refused, so a typo
 //! cannot silently drop data; every error names the entry and the field.
+//!
+//! The file is self-contained (the fuzz harness compiles it on its own, see `fuzz/src/lib.rs`):
+//! it uses only the domain crate and its own serde, so keep it free of the server's modules.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -14,7 +17,7 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// The catalog compiled into the binary, used when the operator gives none.
+/// The catalog compiled into the server, used when the operator gives none.
 pub const BUILT_IN: &str = include_str!("../catalog/default.json");
 
 /// A loaded catalog: the nodes it names and its images.
