@@ -7,5 +7,7 @@ the `ens_images` fixture.
 
 from .control import ControlClient, ControlError
 from .server import EnsImagesServer, ServerStartError
+from .shared import AccountControl, SharedServer
 
-__all__ = ["ControlClient", "ControlError", "EnsImagesServer", "ServerStartError"]
+__all__ = ["AccountControl", "ControlClient", "ControlError", "EnsImagesServer", "ServerStartError",
+           "SharedServer"]

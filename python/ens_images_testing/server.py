@@ -19,6 +19,14 @@ class ServerStartError(RuntimeError):
     """The binary is missing, or it stopped or stayed silent before it was ready."""
 
 
+def tea_config(endpoint: str, access_key_id: str, access_key_secret: str, **fields: Any):
+    """A Tea SDK `Config` for the server at `endpoint` (host:port), signed with the key given."""
+    from alibabacloud_tea_openapi.models import Config
+
+    return Config(access_key_id=access_key_id, access_key_secret=access_key_secret,
+                  endpoint=endpoint, protocol="http", region_id="cn-hangzhou", **fields)
+
+
 def find_binary() -> str:
     """`ENS_IMAGES_BIN`, else `ens-images` on the PATH."""
     binary = os.environ.get("ENS_IMAGES_BIN") or shutil.which("ens-images")
@@ -120,11 +128,8 @@ class EnsImagesServer:
                **fields: Any):
         """A Tea SDK `Config` for this server, signed with the owner's key unless another is
         given; `fields` are further `Config` fields (e.g. `signature_algorithm="v2"`)."""
-        from alibabacloud_tea_openapi.models import Config
-
-        return Config(access_key_id=access_key_id or self.access_key_id,
-                      access_key_secret=access_key_secret or self.access_key_secret,
-                      endpoint=self.endpoint, protocol="http", region_id="cn-hangzhou", **fields)
+        return tea_config(self.endpoint, access_key_id or self.access_key_id,
+                          access_key_secret or self.access_key_secret, **fields)
 
     def stop(self) -> None:
         """Stops the process (SIGTERM, then SIGKILL after 10 s); its store goes with it."""
