@@ -339,6 +339,33 @@ impl Store {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
+        // DescribeImages (first node only) takes public images from memory; the rest from SQL.
+        let mut images: HashMap<i64, Image> = HashMap::with_capacity(seqs.len());
+        if !every_node {
+            self.public_images.take(seqs, &mut images);
+        }
+        let missing: Vec<i64> = seqs
+            .iter()
+            .copied()
+            .filter(|seq| !images.contains_key(seq))
+            .collect();
+        if !missing.is_empty() {
+            let loaded = self.load_from_tables(tx, &missing, every_node).await?;
+            if !every_node {
+                self.public_images.keep(&loaded);
+            }
+            images.extend(loaded);
+        }
+        Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
+    }
+
+    /// Images `seqs` read from the tables (three statements whatever their number).
+    async fn load_from_tables(
+        &self,
+        tx: &mut dyn Session,
+        seqs: &[i64],
+        every_node: bool,
+    ) -> StoreResult<HashMap<i64, Image>> {
         let list = [Param::Ints(seqs)];
         let mut images: HashMap<i64, Image> = HashMap::with_capacity(seqs.len());
         let sql = format!(
@@ -374,7 +401,64 @@ impl Store {
                 });
             }
         }
-        Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
+        Ok(images)
+    }
+
+    /// Forgets the public images kept in memory: after the database was put back from a
+    /// page copy, a sequence number may name another image than before.
+    pub(crate) fn forget_public_images(&self) {
+        self.public_images.clear();
+    }
+}
+
+/// Most public images kept in memory; past it the whole set is dropped and filled again by
+/// the pages read next, so memory stays bounded whatever the catalog's size.
+const MAX_PUBLIC_IMAGES: usize = 65_536;
+
+/// Public images as DescribeImages shows them (first node only), by sequence number.
+///
+/// Safe without any invalidation across replicas: a public image is never changed in place
+/// (a catalog load deletes the old images and inserts new ones), and both engines hand out
+/// each sequence number once, so a number the listing returns names the image kept here.
+/// The one exception, a database put back from a page copy (SQLite, one process), calls
+/// [`Store::forget_public_images`].
+#[derive(Default)]
+pub(crate) struct PublicImages(std::sync::RwLock<HashMap<i64, Image>>);
+
+impl PublicImages {
+    /// Moves copies of the kept images among `seqs` into `found`.
+    fn take(&self, seqs: &[i64], found: &mut HashMap<i64, Image>) {
+        let kept = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for seq in seqs {
+            if let Some(image) = kept.get(seq) {
+                found.insert(*seq, image.clone());
+            }
+        }
+    }
+
+    /// Keeps the public ones of `loaded`.
+    fn keep(&self, loaded: &HashMap<i64, Image>) {
+        let mut public = loaded
+            .iter()
+            .filter(|(_, image)| image.owner.is_none())
+            .peekable();
+        if public.peek().is_none() {
+            return;
+        }
+        let mut kept = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() + loaded.len() > MAX_PUBLIC_IMAGES {
+            kept.clear();
+        }
+        for (seq, image) in public {
+            kept.insert(*seq, image.clone());
+        }
+    }
+
+    fn clear(&self) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 }
 

@@ -229,6 +229,7 @@ pub struct PoolStats {
 pub struct Store {
     engine: Arc<dyn Engine>,
     dialect: Dialect,
+    public_images: Arc<images::PublicImages>,
 }
 
 impl fmt::Debug for Store {
@@ -251,6 +252,7 @@ impl Store {
         Self {
             engine: Arc::new(engine),
             dialect,
+            public_images: Arc::default(),
         }
     }
 

@@ -202,7 +202,11 @@ impl Store {
         scope: ImportScope<'_>,
     ) -> StoreResult<()> {
         match &snapshot.kept {
-            Kept::Pages(pages) => self.engine.restore_pages(pages).await,
+            Kept::Pages(pages) => {
+                let restored = self.engine.restore_pages(pages).await;
+                self.forget_public_images();
+                restored
+            }
             Kept::Rows(state) => self.import_state(state, scope).await.map(drop),
         }
     }

@@ -1790,7 +1790,39 @@ mod state {
         assert!(store.access_key(&later).await.unwrap().is_some());
     }
 
+    /// DescribeImages keeps public images in memory by sequence number; a restore that makes
+    /// the numbers be handed out again must not show an image that no longer exists.
+    async fn public_images_read_from_memory_follow_catalog_loads_and_restores(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let snapshot = store.snapshot(None).await.unwrap();
+        let catalog = |prefix: &str| -> Vec<Image> {
+            (0..3)
+                .map(|i| image(&format!("{prefix}_{i}"), None, &["cn-dalian-unicom"]))
+                .collect()
+        };
+        let nodes = [node("cn-dalian-unicom")];
+        store.replace_catalog(&nodes, &catalog("first")).await.unwrap();
+        let page = store.describe_images(&query(&alice, 1, 3)).await.unwrap();
+        assert_eq!(names(&page), ["name_first_0", "name_first_1", "name_first_2"]);
+        // Read again: the same answer, now from memory.
+        let page = store.describe_images(&query(&alice, 1, 3)).await.unwrap();
+        assert_eq!(names(&page), ["name_first_0", "name_first_1", "name_first_2"]);
+
+        store
+            .restore_snapshot(&snapshot, ImportScope::Whole { keep: &alice })
+            .await
+            .unwrap();
+        store.replace_catalog(&nodes, &catalog("second")).await.unwrap();
+        let page = store.describe_images(&query(&alice, 1, 3)).await.unwrap();
+        assert_eq!(names(&page), ["name_second_0", "name_second_1", "name_second_2"]);
+        assert_eq!(
+            walk_one_by_one(store, &alice, None).await[3..],
+            ["alice1", "alice2"]
+        );
+    }
+
     store_suite!(
+        public_images_read_from_memory_follow_catalog_loads_and_restores,
         a_reset_to_the_first_start_copy_leaves_what_a_reset_keeps,
         a_whole_snapshot_restores_everything_but_the_audit_log,
         a_whole_state_imports_back_with_its_listings,
