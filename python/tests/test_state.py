@@ -205,3 +205,20 @@ def test_the_readme_state_document_loads_as_written(ens_images):
     assert "m-webbase0000000000000000001" not in [
         image.image_id for image in partner.describe_images(
             models.DescribeImagesRequest(ens_region_id=NODE, page_size="50")).body.images.image]
+
+
+def test_snapshots_are_bounded_in_number(ens_images):
+    for name in [s["Name"] for s in ens_images.control.snapshots()]:
+        ens_images.control.delete_snapshot(name)
+    for index in range(64):
+        taken = ens_images.control.take_snapshot(f"bound-{index}")
+        assert taken["Bytes"] > 0
+    with pytest.raises(ControlError) as refused:
+        ens_images.control.take_snapshot("one-too-many")
+    assert refused.value.status == 409 and refused.value.code == "LimitExceeded"
+    # Taking one again under a kept name replaces it.
+    ens_images.control.take_snapshot("bound-0")
+    listed = ens_images.control.snapshots()
+    assert len(listed) == 64
+    for name in [s["Name"] for s in listed]:
+        ens_images.control.delete_snapshot(name)

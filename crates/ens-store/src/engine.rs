@@ -253,8 +253,9 @@ pub trait Engine: Send + Sync + 'static {
     /// `None` where it cannot.
     ///
     /// # Errors
-    /// When the copy fails.
-    async fn copy_pages(&self) -> StoreResult<Option<PageCopy>> {
+    /// `Invalid` when the database is larger than `max_bytes` (nothing is copied then);
+    /// otherwise when the copy fails.
+    async fn copy_pages(&self, _max_bytes: u64) -> StoreResult<Option<PageCopy>> {
         Ok(None)
     }
 
@@ -270,7 +271,11 @@ pub trait Engine: Send + Sync + 'static {
 }
 
 /// A whole-database copy an engine made with [`Engine::copy_pages`]; only that engine reads it.
-pub struct PageCopy(pub(crate) Box<dyn std::any::Any + Send + Sync>);
+pub struct PageCopy {
+    pub(crate) pages: Box<dyn std::any::Any + Send + Sync>,
+    /// The memory it holds.
+    pub bytes: u64,
+}
 
 impl std::fmt::Debug for PageCopy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -121,7 +121,7 @@ impl Store {
     /// # Errors
     /// When the store fails.
     pub async fn reset_point(&self, keep: &AccountId) -> StoreResult<Option<ResetPoint>> {
-        let snapshot = self.snapshot(None).await?;
+        let snapshot = self.snapshot(None, u64::MAX).await?;
         if !snapshot.is_page_copy() {
             return Ok(None);
         }

@@ -488,9 +488,25 @@ impl Engine for SqliteEngine {
             .map_err(|error| StoreError::Unavailable(Box::new(error)))?
     }
 
-    async fn copy_pages(&self) -> StoreResult<Option<PageCopy>> {
+    async fn copy_pages(&self, max_bytes: u64) -> StoreResult<Option<PageCopy>> {
         // Taken with the write lock held, so the copy is one moment and no write is half in it.
         let writer = self.writer.lock().await;
+        let bytes: i64 = writer
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(classify)?;
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        if bytes > max_bytes {
+            return Err(StoreError::Invalid(format!(
+                "the store holds {} MiB; a snapshot is kept in memory and may take {} MiB more now \
+                 (use `ens-images admin backup` for a store this size)",
+                bytes >> 20,
+                max_bytes >> 20
+            )));
+        }
         let audit_seq: i64 = writer
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |row| {
                 row.get(0)
@@ -498,15 +514,18 @@ impl Engine for SqliteEngine {
             .map_err(classify)?;
         let mut pages = Connection::open_in_memory().map_err(classify)?;
         copy_all(&writer, &mut pages)?;
-        Ok(Some(PageCopy(Box::new(SqlitePages {
-            pages: Mutex::new(pages),
-            audit_seq,
-        }))))
+        Ok(Some(PageCopy {
+            pages: Box::new(SqlitePages {
+                pages: Mutex::new(pages),
+                audit_seq,
+            }),
+            bytes,
+        }))
     }
 
     async fn restore_pages(&self, copy: &PageCopy) -> StoreResult<()> {
         let copy = copy
-            .0
+            .pages
             .downcast_ref::<SqlitePages>()
             .ok_or_else(|| StoreError::Invalid("a page copy of another engine".into()))?;
         let mut writer = self.writer.lock().await;

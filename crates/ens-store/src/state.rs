@@ -128,7 +128,13 @@ pub struct StateSnapshot {
     pub images: u64,
     /// Accounts it holds.
     pub accounts: u64,
+    /// The memory it holds (for rows, an estimate).
+    pub bytes: u64,
 }
+
+/// What the rows of one custom image, account or source take in a snapshot, roughly: enough
+/// to bound the memory snapshots hold, not to account for it byte by byte.
+const ROW_BYTES_ESTIMATE: u64 = 1024;
 
 impl StateSnapshot {
     /// Whether it is the engine's page copy, which restores in milliseconds.
@@ -171,12 +177,14 @@ impl Store {
     /// the audit records made since and the used nonces (which live apart).
     ///
     /// # Errors
-    /// `NotFound` for an unknown account; otherwise when the store fails.
-    pub async fn snapshot(&self, account: Option<&AccountId>) -> StoreResult<StateSnapshot> {
+    /// `Invalid` when it would take more than `max_bytes` of memory, `NotFound` for an unknown
+    /// account; otherwise when the store fails.
+    pub async fn snapshot(&self, account: Option<&AccountId>, max_bytes: u64) -> StoreResult<StateSnapshot> {
         if account.is_none() {
-            if let Some(pages) = self.engine.copy_pages().await? {
+            if let Some(pages) = self.engine.copy_pages(max_bytes).await? {
                 let (images, accounts) = self.held_counts().await?;
                 return Ok(StateSnapshot {
+                    bytes: pages.bytes,
                     kept: Kept::Pages(pages),
                     images,
                     accounts,
@@ -184,9 +192,25 @@ impl Store {
             }
         }
         let state = self.export_state(account).await?;
+        let rows: usize = state
+            .accounts
+            .iter()
+            .map(|held| 1 + held.images.len() + held.keys.len() + held.instances.len() + held.snapshots.len())
+            .sum();
+        let bytes = u64::try_from(rows)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(ROW_BYTES_ESTIMATE);
+        if bytes > max_bytes {
+            return Err(StoreError::Invalid(format!(
+                "the snapshot would take about {} MiB of memory; {} MiB are left for snapshots",
+                bytes >> 20,
+                max_bytes >> 20
+            )));
+        }
         Ok(StateSnapshot {
             images: u64::try_from(state.image_count()).unwrap_or(u64::MAX),
             accounts: u64::try_from(state.accounts.len()).unwrap_or(u64::MAX),
+            bytes,
             kept: Kept::Rows(state),
         })
     }

@@ -1693,7 +1693,7 @@ mod state {
     async fn a_whole_snapshot_restores_everything_but_the_audit_log(store: &Store) {
         let (alice, bob) = seeded(store).await;
         store.record_audits(&[audit("before")]).await.unwrap();
-        let snapshot = store.snapshot(None).await.unwrap();
+        let snapshot = store.snapshot(None, u64::MAX).await.unwrap();
         assert_eq!((snapshot.images, snapshot.accounts), (3, 2));
 
         let alice1 = find(store, &alice, "alice1").await;
@@ -1759,7 +1759,7 @@ mod state {
             .unwrap();
         let Some(point) = store.reset_point(&alice).await.unwrap() else {
             // Engines without page copies reset by deleting.
-            assert!(!store.snapshot(None).await.unwrap().is_page_copy());
+            assert!(!store.snapshot(None, u64::MAX).await.unwrap().is_page_copy());
             return;
         };
         let bob = account("1000000000000002");
@@ -1794,7 +1794,7 @@ mod state {
     /// the numbers be handed out again must not show an image that no longer exists.
     async fn public_images_read_from_memory_follow_catalog_loads_and_restores(store: &Store) {
         let (alice, _) = seeded(store).await;
-        let snapshot = store.snapshot(None).await.unwrap();
+        let snapshot = store.snapshot(None, u64::MAX).await.unwrap();
         let catalog = |prefix: &str| -> Vec<Image> {
             (0..3)
                 .map(|i| image(&format!("{prefix}_{i}"), None, &["cn-dalian-unicom"]))
@@ -1821,7 +1821,18 @@ mod state {
         );
     }
 
+    async fn a_snapshot_over_its_memory_budget_is_refused(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let whole = store.snapshot(None, 1024).await;
+        assert!(matches!(&whole, Err(StoreError::Invalid(why)) if why.contains("MiB")), "{whole:?}");
+        let one = store.snapshot(Some(&alice), 1024).await;
+        assert!(matches!(&one, Err(StoreError::Invalid(why)) if why.contains("MiB")), "{one:?}");
+        let kept = store.snapshot(None, u64::MAX).await.unwrap();
+        assert!(kept.bytes > 1024, "{}", kept.bytes);
+    }
+
     store_suite!(
+        a_snapshot_over_its_memory_budget_is_refused,
         public_images_read_from_memory_follow_catalog_loads_and_restores,
         a_reset_to_the_first_start_copy_leaves_what_a_reset_keeps,
         a_whole_snapshot_restores_everything_but_the_audit_log,

@@ -140,6 +140,9 @@ pub enum ControlError {
     /// The ID is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// A bound the control API keeps (how many snapshots, how much memory they hold).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The store cannot answer now; retry later.
     #[error("the store is unavailable; retry later")]
     Unavailable,
@@ -156,6 +159,7 @@ impl ControlError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            Self::LimitExceeded(_) => (StatusCode::CONFLICT, "LimitExceeded"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }

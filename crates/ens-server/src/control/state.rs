@@ -23,7 +23,7 @@ use ens_domain::{
 use ens_policy::PolicyDocument;
 use ens_store::{
     AccountState, ImageShare, ImportScope, NewImage, RamUser, StateImage, StateKey, StateSnapshot,
-    StoreState, StoredPolicy,
+    StoreError, StoreState, StoredPolicy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -37,6 +37,9 @@ use crate::secrets::MasterKey;
 pub const STATE_FORMAT: &str = "ens-images/state/1";
 /// Most named snapshots kept at once; each holds a copy of the state in memory.
 pub const MAX_SNAPSHOTS: usize = 64;
+/// Most memory the snapshots kept may hold together (a whole SQLite snapshot is the size of
+/// the database: about 5 MiB at 10 000 images).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
 /// Named snapshots of the state, kept in memory by the process that took them.
 #[derive(Default)]
@@ -961,6 +964,7 @@ fn describe(name: &str, saved: &SavedState) -> Value {
         "AccountId": saved.account.as_ref().map(AccountId::as_str),
         "Accounts": saved.snapshot.accounts,
         "Images": saved.snapshot.images,
+        "Bytes": saved.snapshot.bytes,
         "TakenAt": time_text(saved.taken_at),
     })
 }
@@ -975,16 +979,32 @@ pub(super) async fn take_snapshot(
     let request: SnapshotRequest = body(bytes)?;
     snapshot_name(&request.name)?;
     let scope = request.account_id.as_deref().map(account).transpose()?;
-    {
+    // What the snapshots kept hold, the one this name replaces aside: the new one may take
+    // the rest of the budget.
+    let budget = {
         let snapshots = state.snapshots.lock();
         if snapshots.len() >= MAX_SNAPSHOTS && !snapshots.contains_key(&request.name) {
-            return Err(ControlError::Conflict(format!(
-                "{MAX_SNAPSHOTS} snapshots (the most kept at once; delete one first)"
+            return Err(ControlError::LimitExceeded(format!(
+                "{MAX_SNAPSHOTS} snapshots are kept, the most at once; delete one first"
             )));
         }
-    }
+        let held: u64 = snapshots
+            .iter()
+            .filter(|(name, _)| **name != request.name)
+            .map(|(_, saved)| saved.snapshot.bytes)
+            .sum();
+        MAX_SNAPSHOT_BYTES.saturating_sub(held)
+    };
+    let snapshot = state
+        .store
+        .snapshot(scope.as_ref(), budget)
+        .await
+        .map_err(|error| match error {
+            StoreError::Invalid(why) => ControlError::LimitExceeded(why),
+            other => other.into(),
+        })?;
     let saved = Arc::new(SavedState {
-        snapshot: state.store.snapshot(scope.as_ref()).await?,
+        snapshot,
         account: scope,
         taken_at: OffsetDateTime::now_utc(),
     });
