@@ -404,6 +404,26 @@ impl Store {
         Ok(images)
     }
 
+    /// Images `seqs` as DescribeImages shows them, when every one is a public image kept in
+    /// memory (an empty page included); `None` when the store must be read.
+    pub(crate) fn public_images_of(&self, seqs: &[i64]) -> Option<Vec<Image>> {
+        self.public_images.all_of(seqs)
+    }
+
+    /// Whether the page `offset..offset + limit` of the listing on `node` likely holds public
+    /// images only, by the public listing's size as last read (a hint: a wrong guess costs
+    /// one statement, never a wrong answer).
+    pub(crate) fn page_likely_public(&self, node: &str, offset: u64, limit: u64) -> bool {
+        self.public_images
+            .listed_on(node)
+            .is_some_and(|listed| offset.saturating_add(limit) <= listed)
+    }
+
+    /// Remembers the public listing's size on `node`, as a listing read just returned it.
+    pub(crate) fn note_public_listed(&self, node: &str, total: u64) {
+        self.public_images.note_listed(node, total);
+    }
+
     /// Forgets the public images kept in memory: after the database was put back from a
     /// page copy, a sequence number may name another image than before.
     pub(crate) fn forget_public_images(&self) {
@@ -422,18 +442,36 @@ const MAX_PUBLIC_IMAGES: usize = 65_536;
 /// each sequence number once, so a number the listing returns names the image kept here.
 /// The one exception, a database put back from a page copy (SQLite, one process), calls
 /// [`Store::forget_public_images`].
+///
+/// It also remembers the public listing's size per node as last read: a hint only, which
+/// says whether a page is likely all public (and so answered from one statement).
 #[derive(Default)]
-pub(crate) struct PublicImages(std::sync::RwLock<HashMap<i64, Image>>);
+pub(crate) struct PublicImages {
+    images: std::sync::RwLock<HashMap<i64, Image>>,
+    listed: std::sync::RwLock<HashMap<String, u64>>,
+}
 
 impl PublicImages {
     /// Moves copies of the kept images among `seqs` into `found`.
     fn take(&self, seqs: &[i64], found: &mut HashMap<i64, Image>) {
-        let kept = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let kept = self
+            .images
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for seq in seqs {
             if let Some(image) = kept.get(seq) {
                 found.insert(*seq, image.clone());
             }
         }
+    }
+
+    /// Copies of the images `seqs`, in order, when all are kept.
+    fn all_of(&self, seqs: &[i64]) -> Option<Vec<Image>> {
+        let kept = self
+            .images
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seqs.iter().map(|seq| kept.get(seq).cloned()).collect()
     }
 
     /// Keeps the public ones of `loaded`.
@@ -445,7 +483,10 @@ impl PublicImages {
         if public.peek().is_none() {
             return;
         }
-        let mut kept = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self
+            .images
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.len() + loaded.len() > MAX_PUBLIC_IMAGES {
             kept.clear();
         }
@@ -455,10 +496,39 @@ impl PublicImages {
     }
 
     fn clear(&self) {
-        self.0
+        self.images
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        self.listed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The public listing's size on `node` as last read, if it was.
+    fn listed_on(&self, node: &str) -> Option<u64> {
+        self.listed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(node)
+            .copied()
+    }
+
+    /// Remembers the public listing's size on `node` (a handful of nodes: bounded by the
+    /// catalog's, which the same map's clearing keeps from growing past a few loads).
+    fn note_listed(&self, node: &str, total: u64) {
+        if self.listed_on(node) == Some(total) {
+            return;
+        }
+        let mut listed = self
+            .listed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if listed.len() >= MAX_PUBLIC_IMAGES {
+            listed.clear();
+        }
+        listed.insert(node.to_owned(), total);
     }
 }
 

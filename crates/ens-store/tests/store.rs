@@ -1824,9 +1824,15 @@ mod state {
     async fn a_snapshot_over_its_memory_budget_is_refused(store: &Store) {
         let (alice, _) = seeded(store).await;
         let whole = store.snapshot(None, 1024).await;
-        assert!(matches!(&whole, Err(StoreError::Invalid(why)) if why.contains("MiB")), "{whole:?}");
+        assert!(
+            matches!(&whole, Err(StoreError::Invalid(why)) if why.contains("MiB")),
+            "{whole:?}"
+        );
         let one = store.snapshot(Some(&alice), 1024).await;
-        assert!(matches!(&one, Err(StoreError::Invalid(why)) if why.contains("MiB")), "{one:?}");
+        assert!(
+            matches!(&one, Err(StoreError::Invalid(why)) if why.contains("MiB")),
+            "{one:?}"
+        );
         let kept = store.snapshot(None, u64::MAX).await.unwrap();
         assert!(kept.bytes > 1024, "{}", kept.bytes);
     }
