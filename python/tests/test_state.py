@@ -32,8 +32,9 @@ def unshare_and_delete(client: Client, image_id: str, account_id: str) -> None:
 
 
 def scene(control) -> dict:
-    """Two accounts, an image shared from one to the other, one still packing, and a RAM user
-    whose policy lets it describe images."""
+    """Two accounts, an image shared from one to the other, and one still packing (the build
+    clock frozen, so that it stays so; the fixture's reset lets it run again)."""
+    control.freeze_builds()
     control.create_account(account_id=TEAM, access_key_id="team-key", access_key_secret="team-s3cret")
     control.create_account(account_id=PARTNER, access_key_id="partner-key", access_key_secret="partner-s3cret")
     shared = control.add_image(TEAM, "web-base", [NODE], ImageId="m-webbase0000000000000000001",
@@ -76,7 +77,8 @@ def test_an_export_imports_back_to_the_same_state(ens_images):
     assert [image["ImageId"] for image in team["Images"]] == [ids["shared"], ids["packing"]]
     assert team["Images"][0]["SharedWith"][0]["AccountId"] == PARTNER
 
-    ens_images.control.reset()
+    ens_images.control.reset()  # which lets the build clock run again
+    ens_images.control.freeze_builds()
     assert [a["AccountId"] for a in ens_images.control.export_state()["Accounts"]] == [ens_images.account_id]
     answer = ens_images.control.import_state(exported)
     assert answer["Images"] == 2
@@ -222,3 +224,15 @@ def test_snapshots_are_bounded_in_number(ens_images):
     assert len(listed) == 64
     for name in [s["Name"] for s in listed]:
         ens_images.control.delete_snapshot(name)
+
+
+def test_a_state_document_over_two_mib_imports(ens_images):
+    description = "d" * 250
+    images = [{"ImageName": f"big-{n}", "EnsRegionIds": [NODE], "Description": description}
+              for n in range(8000)]
+    document = {"Format": "ens-images/state/1",
+                "Accounts": [{"AccountId": TEAM, "Images": images}]}
+    assert len(json.dumps(document)) > 2 * 1024 * 1024
+    assert ens_images.control.import_state(document)["Images"] == 8000
+    exported = ens_images.control.export_state(account_id=TEAM)
+    assert len(exported["Accounts"][0]["Images"]) == 8000

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -270,7 +270,12 @@ pub fn control_router(state: ControlState) -> Router {
             delete(policies::detach_policy),
         )
         .route("/accounts/{account}/images", post(state::add_image))
-        .route("/state", get(state::export_state).put(state::import_state))
+        .route(
+            "/state",
+            get(state::export_state)
+                .put(state::import_state)
+                .layer(DefaultBodyLimit::max(state::MAX_DOCUMENT_BYTES)),
+        )
         .route(
             "/snapshots",
             get(state::list_snapshots).post(state::take_snapshot),

@@ -35,6 +35,9 @@ use crate::secrets::MasterKey;
 
 /// The `Format` every state document carries, so a later version can tell what it reads.
 pub const STATE_FORMAT: &str = "ens-images/state/1";
+/// Largest state document `PUT /state` reads (other control calls keep axum's 2 MiB): about
+/// 400 000 images.
+pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
 /// Most named snapshots kept at once; each holds a copy of the state in memory.
 pub const MAX_SNAPSHOTS: usize = 64;
 /// Most memory the snapshots kept may hold together (a whole SQLite snapshot is the size of
