@@ -229,7 +229,7 @@ pub struct PoolStats {
 pub struct Store {
     engine: Arc<dyn Engine>,
     dialect: Dialect,
-    public_images: Arc<images::PublicImages>,
+    in_memory: Arc<images::ImagesInMemory>,
 }
 
 impl fmt::Debug for Store {
@@ -252,7 +252,7 @@ impl Store {
         Self {
             engine: Arc::new(engine),
             dialect,
-            public_images: Arc::default(),
+            in_memory: Arc::default(),
         }
     }
 

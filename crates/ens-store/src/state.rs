@@ -228,7 +228,7 @@ impl Store {
         match &snapshot.kept {
             Kept::Pages(pages) => {
                 let restored = self.engine.restore_pages(pages).await;
-                self.forget_public_images();
+                self.forget_images_in_memory();
                 restored
             }
             Kept::Rows(state) => self.import_state(state, scope).await.map(drop),

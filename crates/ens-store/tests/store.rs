@@ -1837,7 +1837,38 @@ mod state {
         assert!(kept.bytes > 1024, "{}", kept.bytes);
     }
 
+    /// Listed custom images are kept in memory too, checked against the ID and name the
+    /// listing reads: a rename, or a restore that writes an image back under its old number,
+    /// shows at once.
+    async fn custom_images_read_from_memory_follow_renames_and_restores(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let alice1 = find(store, &alice, "alice1").await;
+        let own_page = |store: &Store, alice: &AccountId| {
+            let (store, alice) = (store.clone(), alice.clone());
+            async move { names(&store.describe_images(&query(&alice, 2, 7)).await.unwrap()) }
+        };
+        assert_eq!(own_page(store, &alice).await, ["alice1", "alice2"]);
+        assert_eq!(own_page(store, &alice).await, ["alice1", "alice2"]);
+        store.rename_image(&alice, &alice1, "renamed").await.unwrap();
+        assert_eq!(own_page(store, &alice).await, ["renamed", "alice2"]);
+
+        let saved = store.snapshot(Some(&alice), u64::MAX).await.unwrap();
+        store
+            .rename_image(&alice, &alice1, "renamed-again")
+            .await
+            .unwrap();
+        assert_eq!(own_page(store, &alice).await, ["renamed-again", "alice2"]);
+        store
+            .restore_snapshot(&saved, ImportScope::Account(&alice))
+            .await
+            .unwrap();
+        assert_eq!(own_page(store, &alice).await, ["renamed", "alice2"]);
+        store.delete_image(&alice, &alice1).await.unwrap();
+        assert_eq!(own_page(store, &alice).await, ["alice2"]);
+    }
+
     store_suite!(
+        custom_images_read_from_memory_follow_renames_and_restores,
         a_snapshot_over_its_memory_budget_is_refused,
         public_images_read_from_memory_follow_catalog_loads_and_restores,
         a_reset_to_the_first_start_copy_leaves_what_a_reset_keeps,
