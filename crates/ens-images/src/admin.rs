@@ -656,16 +656,7 @@ async fn policy_command(
                     .policies(owner.as_ref())
                     .await?
                     .iter()
-                    .map(|policy| {
-                        json!({
-                            "AccountId": policy.account.as_str(),
-                            "PolicyName": policy.name,
-                            "PolicyDocument": serde_json::from_str::<Value>(&policy.document)
-                                .unwrap_or_else(|_| Value::String(policy.document.clone())),
-                            "AttachedTo": policy.attached_to.iter().map(RamUserName::as_str).collect::<Vec<_>>(),
-                            "CreationTime": ens_protocol_time(policy.created_at),
-                        })
-                    })
+                    .map(ens_server::control::policy_json)
                     .collect(),
             )
         }

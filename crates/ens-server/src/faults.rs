@@ -149,7 +149,7 @@ impl FaultSpec {
 }
 
 /// A rule as it is set: its spec, its ID and what it did so far.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct FaultRule {
     /// Names the rule in the journal and for removal.

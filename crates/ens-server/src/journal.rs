@@ -18,20 +18,20 @@ use std::sync::Mutex;
 
 use ens_protocol::request::{COMMON_PARAMETERS, MAX_PARAMETERS, MAX_PARAMETER_BYTES};
 use ens_protocol::{ApiError, RawRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Most entries the journal keeps; older ones are dropped first.
 pub const JOURNAL_CAPACITY: usize = 10_000;
 
 /// One answered API call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct JournalEntry {
     /// Position in the journal, increasing; never reused, even after a clear.
     pub seq: u64,
     /// When the call was answered, RFC 3339 in UTC.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub time: OffsetDateTime,
     /// The RequestId the caller received.
     pub request_id: String,
@@ -58,6 +58,13 @@ pub struct JournalEntry {
 }
 
 /// Writes a time as RFC 3339 (the control API's one time format).
+/// Reads a time written by [`rfc3339`] (a client reading the journal back).
+fn from_rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<OffsetDateTime, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(deserializer)?;
+    OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+        .map_err(serde::de::Error::custom)
+}
+
 fn rfc3339<S: serde::Serializer>(time: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     let text = time
         .format(&time::format_description::well_known::Rfc3339)

@@ -6,12 +6,13 @@
 //! the server reads differently. Answers are read tolerantly (a field the server adds later
 //! is ignored) but every field a type names must be there, so a renamed field fails loudly.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use ens_client::AccessKeySecret;
+pub use ens_server::faults::FaultRule;
 use ens_server::faults::{FaultSpec, InjectedError, InjectedThrottle};
+pub use ens_server::journal::JournalEntry;
 use http::{header, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -256,36 +257,6 @@ pub struct AccountResetSummary {
     pub elapsed_us: u64,
 }
 
-/// One API call the server answered, as the journal records it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct JournalEntry {
-    /// Position in the journal, increasing, never reused.
-    pub seq: u64,
-    /// When the call was answered (RFC 3339, UTC).
-    pub time: String,
-    /// The RequestId the caller received.
-    pub request_id: String,
-    /// The action, e.g. `DescribeImages`.
-    pub action: String,
-    /// The call's business parameters (never the signature or other protocol fields).
-    pub parameters: BTreeMap<String, String>,
-    /// The caller's account, once authenticated.
-    pub account_id: Option<String>,
-    /// The RAM user, when the caller is one.
-    pub user_name: Option<String>,
-    /// The AccessKey ID presented.
-    pub access_key_id: String,
-    /// `Success` or the error code answered.
-    pub outcome: String,
-    /// The HTTP status answered.
-    pub http_status: u16,
-    /// Time spent answering, in microseconds.
-    pub latency_us: u64,
-    /// The fault rule that acted on the call, if one did.
-    pub fault_id: Option<u64>,
-}
-
 /// Which journal entries [`ControlClient::journal`] returns; every filter set must match.
 /// With none, the latest 100 calls.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -475,20 +446,6 @@ impl From<Fault> for FaultSpec {
     fn from(fault: Fault) -> Self {
         fault.0
     }
-}
-
-/// A fault rule as it is set: its ID (which journal entries carry), how often it acted, and
-/// the rule.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct FaultRule {
-    /// Names the rule in the journal (`FaultId`) and for [`ControlClient::remove_fault`].
-    pub fault_id: u64,
-    /// Calls it acted on so far.
-    pub fired: u64,
-    /// What it matches and does.
-    #[serde(flatten)]
-    pub spec: FaultSpec,
 }
 
 /// A client of one server's control API. Cheap to clone (clones share the connection pool);

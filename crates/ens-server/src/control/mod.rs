@@ -38,6 +38,7 @@ use crate::AppState;
 
 mod clock;
 mod policies;
+pub use policies::policy_json;
 pub mod state;
 
 /// The bearer token of the control API. Never printed by `Debug`; compared in constant time.
@@ -137,8 +138,8 @@ pub enum ControlError {
     /// The route exists but not with this method.
     #[error("this route does not take this method")]
     MethodNotAllowed,
-    /// The ID is taken.
-    #[error("{0} already exists")]
+    /// The ID is taken, or the change conflicts with the state (a policy still attached).
+    #[error("{0}")]
     Conflict(String),
     /// A bound the control API keeps (how many snapshots, how much memory they hold).
     #[error("{0}")]
@@ -193,7 +194,7 @@ impl From<StoreError> for ControlError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => Self::NotFound(format!("no such {what}")),
-            StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
             StoreError::Invalid(why) => Self::InvalidInput(why),
             StoreError::Image(error) => Self::InvalidInput(error.to_string()),
             error if error.is_unavailable() => {

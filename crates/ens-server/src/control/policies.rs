@@ -12,7 +12,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use ens_domain::{AccountId, RamUserName};
 use ens_policy::PolicyDocument;
 use ens_store::{AdminStore, StoreError, StoredPolicy};
@@ -20,7 +19,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{account, body, json_body, ok, ControlError, ControlState};
+use super::{account, body, ok, Answer, ControlError, ControlState};
 
 /// The query string these routes accept: none; a parameter sent is refused, not ignored.
 type NoQuery = Result<Query<std::collections::HashMap<String, String>>, QueryRejection>;
@@ -35,39 +34,6 @@ fn no_query(params: NoQuery) -> Result<(), ControlError> {
         None => Ok(()),
     }
 }
-
-/// Why a policy call was refused: a control error, or a deletion refused because the policy
-/// is still attached (a conflict that is not a taken name, so it needs its own message).
-#[derive(Debug, thiserror::Error)]
-pub(super) enum PolicyError {
-    /// Any refusal the other control routes give too.
-    #[error(transparent)]
-    Control(#[from] ControlError),
-    /// The policy is attached to users; the store's message says to how many.
-    #[error("{0}")]
-    Attached(String),
-}
-
-impl From<StoreError> for PolicyError {
-    fn from(error: StoreError) -> Self {
-        Self::Control(error.into())
-    }
-}
-
-impl IntoResponse for PolicyError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Control(error) => error.into_response(),
-            Self::Attached(why) => (
-                StatusCode::CONFLICT,
-                json_body(&json!({"Code": "Conflict", "Message": why})),
-            )
-                .into_response(),
-        }
-    }
-}
-
-type PolicyAnswer = Result<Response, PolicyError>;
 
 /// Policy names: 1 to 128 letters, digits and `-`, the cloud's rule for custom policies and
 /// the one `admin policy create` applies.
@@ -201,7 +167,7 @@ struct AttachRequest {
 }
 
 /// How a stored policy is shown: its document as JSON (as written), and who has it.
-fn policy_json(policy: &StoredPolicy) -> Value {
+pub fn policy_json(policy: &StoredPolicy) -> Value {
     json!({
         "AccountId": policy.account.as_str(),
         "PolicyName": policy.name,
@@ -220,7 +186,7 @@ pub(super) async fn list_policies(
     State(state): State<ControlState>,
     Path(owner): Path<String>,
     params: NoQuery,
-) -> PolicyAnswer {
+) -> Answer {
     no_query(params)?;
     let id = account(&owner)?;
     let policies = state.store.policies(Some(&id)).await?;
@@ -233,15 +199,15 @@ pub(super) async fn list_policies(
             .iter()
             .any(|summary| summary.id == id)
     {
-        return Err(ControlError::NotFound("no such account".into()).into());
+        return Err(ControlError::NotFound("no such account".into()));
     }
-    Ok(ok(
+    ok(
         StatusCode::OK,
         &json!({
             "AccountId": id.as_str(),
             "Policies": policies.iter().map(policy_json).collect::<Vec<_>>(),
         }),
-    )?)
+    )
 }
 
 /// `POST /accounts/{id}/policies`: validates the document as `admin policy create` does and
@@ -251,7 +217,7 @@ pub(super) async fn create_policy(
     Path(owner): Path<String>,
     params: NoQuery,
     bytes: Result<Bytes, BytesRejection>,
-) -> PolicyAnswer {
+) -> Answer {
     no_query(params)?;
     let request: CreatePolicyRequest = body(bytes)?;
     let DocumentText(text) = request.policy_document;
@@ -269,7 +235,7 @@ pub(super) async fn create_policy(
         )
         .await?;
     tracing::info!(account = %id, policy = %request.policy_name, "control: policy created");
-    Ok(ok(
+    ok(
         StatusCode::CREATED,
         &json!({
             "AccountId": id.as_str(),
@@ -277,7 +243,7 @@ pub(super) async fn create_policy(
             "PolicyDocument": serde_json::from_str::<Value>(document.source()).unwrap_or(Value::Null),
             "Statements": document.statements().len(),
         }),
-    )?)
+    )
 }
 
 /// `DELETE /accounts/{id}/policies/{name}`: refused with 409 while the policy is attached,
@@ -286,19 +252,19 @@ pub(super) async fn delete_policy(
     State(state): State<ControlState>,
     Path((owner, name)): Path<(String, String)>,
     params: NoQuery,
-) -> PolicyAnswer {
+) -> Answer {
     no_query(params)?;
     let id = account(&owner)?;
     match state.store.delete_policy(&id, &name).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(why)) => return Err(PolicyError::Attached(why)),
+        Err(StoreError::Conflict(why)) => return Err(ControlError::Conflict(why)),
         Err(error) => return Err(error.into()),
     }
     tracing::info!(account = %id, policy = %name, "control: policy deleted");
-    Ok(ok(
+    ok(
         StatusCode::OK,
         &json!({"AccountId": id.as_str(), "PolicyName": name, "Deleted": true}),
-    )?)
+    )
 }
 
 /// What attach and detach answer.
@@ -312,7 +278,7 @@ pub(super) async fn attach_policy(
     Path((owner, name)): Path<(String, String)>,
     params: NoQuery,
     bytes: Result<Bytes, BytesRejection>,
-) -> PolicyAnswer {
+) -> Answer {
     no_query(params)?;
     let request: AttachRequest = body(bytes)?;
     let (id, user) = (account(&owner)?, user(&name)?);
@@ -321,10 +287,10 @@ pub(super) async fn attach_policy(
         .attach_policy(&id, &user, &request.policy_name)
         .await?;
     tracing::info!(account = %id, user = %user, policy = %request.policy_name, "control: policy attached");
-    Ok(ok(
+    ok(
         StatusCode::OK,
         &attachment_json(&id, &request.policy_name, &user, true),
-    )?)
+    )
 }
 
 /// `DELETE /accounts/{id}/users/{user}/policies/{name}`: detaches a policy; 404 when it was
@@ -333,12 +299,12 @@ pub(super) async fn detach_policy(
     State(state): State<ControlState>,
     Path((owner, name, policy)): Path<(String, String, String)>,
     params: NoQuery,
-) -> PolicyAnswer {
+) -> Answer {
     no_query(params)?;
     let (id, user) = (account(&owner)?, user(&name)?);
     state.store.detach_policy(&id, &user, &policy).await?;
     tracing::info!(account = %id, user = %user, policy = %policy, "control: policy detached");
-    Ok(ok(StatusCode::OK, &attachment_json(&id, &policy, &user, false))?)
+    ok(StatusCode::OK, &attachment_json(&id, &policy, &user, false))
 }
 
 #[cfg(test)]
