@@ -103,10 +103,9 @@ impl<'a> Conditions<'a> {
 /// from 0, so the page is a range of positions: the public listing's first, then the
 /// viewer's. Rows are `(0, public total, own total)`, then `(1, position, seq)` for public
 /// images (never changed in place: their number is enough) and `(2, position, seq, id, name)`
-/// for the viewer's; the caller orders them (a handful), which
-/// costs less than a sort in SQL. Measured on SQLite: 8.5 µs, against 10.5 µs for the three
-/// statements it replaces and 14 µs for the same as one join (without the IDs and names,
-/// which tell whether images kept in memory are current).
+/// for the viewer's, whose ID and name tell whether images kept in memory are current. The
+/// caller orders the rows (a handful), which costs less than a sort in SQL: BENCHMARKS.md,
+/// "Public images from memory", has the variants measured.
 const LISTING_PAGE: &str = "\
      SELECT 0, COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0), \
                COALESCE((SELECT count FROM listing_counts WHERE scope = $1 AND node_id = $2), 0), NULL, NULL \
@@ -902,7 +901,9 @@ pub trait RequestStore: Send + Sync + 'static {
             (store.load_images(&mut *tx, &seqs, false).await?, total)
         } else {
             let listed = page_from_listings(&mut *tx, query).await?;
-            store.note_public_listed(node, listed.public_total);
+            if store.dialect.statements_are_round_trips() {
+                store.note_public_listed(node, listed.public_total);
+            }
             (store.load_listed(&mut *tx, &listed.items).await?, listed.total)
         };
         tx.commit().await?;
