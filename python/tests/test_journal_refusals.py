@@ -53,8 +53,8 @@ CASES = {
     # name: (query fields, expected Action, Outcome, HTTP status, Parameters)
     "no action": (dict(Action=None, EnsRegionId="cn-dalian-unicom"),
                   "", "MissingAction", 400, {"EnsRegionId": "cn-dalian-unicom"}),
-    "unknown action": (dict(Action="ImportImage", ImageName="web"),
-                       "ImportImage", "InvalidAction.NotFound", 404, {"ImageName": "web"}),
+    "unknown action": (dict(Action="UpgradeAICInstanceImage", ImageName="web"),
+                       "UpgradeAICInstanceImage", "InvalidAction.NotFound", 404, {"ImageName": "web"}),
     "bad signature version": (dict(Action="DescribeImages", SignatureVersion="2.0", PageSize="5"),
                               "DescribeImages", "InvalidSignatureVersion", 400, {"PageSize": "5"}),
     "bad version": (dict(Action="DescribeImages", Version="2020-01-01"),

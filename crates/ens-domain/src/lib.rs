@@ -11,6 +11,7 @@ pub mod image;
 pub mod page;
 pub mod rules;
 pub mod source;
+pub mod transfer;
 pub mod validation;
 
 pub use account::{AccessKeyId, AccessKeyStatus, AccountId, Principal, RamUserName, MAX_ACCESS_KEY_ID_CHARS};
@@ -21,4 +22,5 @@ pub use image::{
 pub use page::{Page, PageNumber, PageRequest, PageSize};
 pub use rules::ImageError;
 pub use source::{CustomImagePlan, CustomImageSource, Instance, NewCustomImage, Snapshot};
+pub use transfer::{ExportStatus, ImageExportInfo, ObjectName};
 pub use validation::InvalidField;

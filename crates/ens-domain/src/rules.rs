@@ -38,6 +38,9 @@ pub enum ImageError {
     /// A share target account that does not exist.
     #[error("account {0} does not exist")]
     UnknownAccount(AccountId),
+    /// An export of the image is still being written.
+    #[error("an export of the image is under way")]
+    ExportRunning,
 }
 
 /// Only the owner may change a custom image; a share grants reading, not changing.
@@ -84,6 +87,21 @@ pub fn ensure_shareable(image: &Image, targets: &[AccountId], shares_after: u64)
     }
     if shares_after > MAX_SHARES_PER_IMAGE {
         return Err(ImageError::ShareLimit);
+    }
+    Ok(())
+}
+
+/// Only a finished image can be exported (its owner's: the caller checks ownership
+/// first), and one export at a time, so two copies never race to the same object.
+///
+/// # Errors
+/// `WrongStatus` unless `Available`; `ExportRunning` while an export is under way.
+pub fn ensure_exportable(image: &Image, export_running: bool) -> Result<(), ImageError> {
+    if image.status != ImageStatus::Available {
+        return Err(ImageError::WrongStatus(image.status));
+    }
+    if export_running {
+        return Err(ImageError::ExportRunning);
     }
     Ok(())
 }
@@ -192,6 +210,19 @@ mod tests {
         );
         for status in ImageStatus::ALL {
             assert_eq!(ImageStatus::parse(status.as_str()), Some(status));
+        }
+    }
+
+    #[test]
+    fn only_an_available_image_not_being_exported_can_be_exported() {
+        let own = image(Some("1001"), ImageStatus::Available);
+        assert_eq!(ensure_exportable(&own, false), Ok(()));
+        assert_eq!(ensure_exportable(&own, true), Err(ImageError::ExportRunning));
+        for status in [ImageStatus::Creating, ImageStatus::UploadFailed] {
+            assert_eq!(
+                ensure_exportable(&image(Some("1001"), status), false),
+                Err(ImageError::WrongStatus(status))
+            );
         }
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use ens_objects::{BucketConfig, Buckets, ImportLimits};
 use ens_server::throttle::RateLimit;
+use ens_server::transfers::{TransferSettings, Transfers};
 use ens_server::{AppState, ConnectionLimits, ServerConfig, TlsFiles};
 
 /// jemalloc keeps per-thread caches: a request allocates and frees many small strings, and
@@ -35,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API until SIGTERM or Ctrl-C; in-flight requests finish first.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Administer the store: accounts, RAM users, AccessKeys, policies, the audit log,
     /// instances and snapshots.
     Admin(admin::AdminArgs),
@@ -138,6 +140,19 @@ struct ServeArgs {
     /// every account but the owner's, as `PUT /state` does. Refused whole if any part is.
     #[arg(long, env = "ENS_IMAGES_SEED")]
     seed: Option<PathBuf>,
+    /// Bucket configuration (JSON; README "Image files and buckets"): which store each OSS
+    /// region and bucket of ImportImage and ExportImage means, and where image files live.
+    /// Without it, bucket B is the folder <data-dir>/buckets/B if it exists, and image files
+    /// live in <data-dir>/image-files (a private temporary folder with --ephemeral).
+    #[arg(long, env = "ENS_IMAGES_BUCKETS")]
+    buckets: Option<PathBuf>,
+    /// Seconds a replica holds an import or export without renewing its claim; after it
+    /// was killed, its transfers start again elsewhere (or after its restart) this long later.
+    #[arg(long, env = "ENS_IMAGES_TRANSFER_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    transfer_lease_seconds: u64,
+    /// Largest object ImportImage accepts, in GiB.
+    #[arg(long, env = "ENS_IMAGES_MAX_IMPORT_GIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    max_import_gib: u64,
     #[command(flatten)]
     control: control::ControlArgs,
 }
@@ -243,6 +258,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.seed {
         setup::load_seed(&store, &master_key, path).await?;
     }
+    // An ephemeral server keeps image files in a folder of its own, removed at exit.
+    let private_files = if args.ephemeral {
+        Some(tempfile::Builder::new().prefix("ens-images-files-").tempdir()?)
+    } else {
+        None
+    };
+    let objects_dir = private_files
+        .as_ref()
+        .map_or(args.data_dir.as_path(), tempfile::TempDir::path);
+    let buckets = BucketConfig::load(args.buckets.as_deref(), objects_dir)
+        .and_then(Buckets::open)
+        .context("cannot open the buckets")?;
+    let transfer_settings = TransferSettings {
+        lease: Duration::from_secs(args.transfer_lease_seconds),
+        import_limits: ImportLimits {
+            max_bytes: args.max_import_gib.saturating_mul(1 << 30),
+        },
+        ..TransferSettings::default()
+    };
     let control = control::Control::bind(&args.control).await?;
 
     let listener =
@@ -322,7 +356,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if config.bench_ceiling {
         tracing::warn!("serving /bench/ceiling: an unauthenticated benchmark route");
     }
-    let state = AppState::new(Arc::new(store.clone()), master_key, config);
+    let state = AppState::new(Arc::new(store.clone()), master_key, config)
+        .with_transfers(Transfers::new(buckets, transfer_settings));
     let control = control.map(|control| control.spawn(state.clone(), store.clone(), reset_point));
     let served = ens_server::serve(listener, metrics_listener, state, tls, shutdown).await;
     if let Some(control) = control {
@@ -330,6 +365,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Also after a failure: the store is left self-contained (SQLite: the WAL checkpointed).
     store.close().await;
+    drop(private_files);
     served?;
     tracing::info!("stopped");
     Ok(())
@@ -355,7 +391,7 @@ async fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Call(args) => call::run(args).await,
     };

@@ -19,11 +19,19 @@ pub enum Action {
     DescribeImageSharePermission,
     /// Shares an image with accounts or revokes shares.
     ModifyImageSharePermission,
+    /// Registers a custom image from image files in object storage.
+    ImportImage,
+    /// Copies a custom image to a bucket of object storage.
+    ExportImage,
+    /// Reports where one image's export stands.
+    DescribeExportImageStatus,
+    /// Lists the caller's custom images with their export state and URL.
+    DescribeExportImageInfo,
 }
 
 impl Action {
     /// Every action, for dispatch tables and documentation.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 12] = [
         Self::DescribeImages,
         Self::CreateImage,
         Self::DeleteImage,
@@ -32,6 +40,10 @@ impl Action {
         Self::DescribeSelfImages,
         Self::DescribeImageSharePermission,
         Self::ModifyImageSharePermission,
+        Self::ImportImage,
+        Self::ExportImage,
+        Self::DescribeExportImageStatus,
+        Self::DescribeExportImageInfo,
     ];
 
     /// Looks up a wire name exactly (the cloud is case-sensitive).
@@ -52,6 +64,10 @@ impl Action {
             Self::DescribeSelfImages => "DescribeSelfImages",
             Self::DescribeImageSharePermission => "DescribeImageSharePermission",
             Self::ModifyImageSharePermission => "ModifyImageSharePermission",
+            Self::ImportImage => "ImportImage",
+            Self::ExportImage => "ExportImage",
+            Self::DescribeExportImageStatus => "DescribeExportImageStatus",
+            Self::DescribeExportImageInfo => "DescribeExportImageInfo",
         }
     }
 
@@ -67,6 +83,10 @@ impl Action {
             Self::DescribeSelfImages => "ens:DescribeSelfImages",
             Self::DescribeImageSharePermission => "ens:DescribeImageSharePermission",
             Self::ModifyImageSharePermission => "ens:ModifyImageSharePermission",
+            Self::ImportImage => "ens:ImportImage",
+            Self::ExportImage => "ens:ExportImage",
+            Self::DescribeExportImageStatus => "ens:DescribeExportImageStatus",
+            Self::DescribeExportImageInfo => "ens:DescribeExportImageInfo",
         }
     }
 }
@@ -80,6 +100,16 @@ mod tests {
         assert_eq!(Action::parse("DescribeImages"), Some(Action::DescribeImages));
         assert_eq!(Action::parse("describeimages"), None);
         assert_eq!(Action::DescribeImages.ram_action(), "ens:DescribeImages");
+        assert_eq!(Action::parse("ImportImage"), Some(Action::ImportImage));
+        assert_eq!(Action::parse("exportimage"), None);
+        assert_eq!(
+            Action::DescribeExportImageInfo.ram_action(),
+            "ens:DescribeExportImageInfo"
+        );
+        let mut names: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Action::ALL.len(), "every action is listed once");
         for action in Action::ALL {
             assert_eq!(Action::parse(action.as_str()), Some(action));
             assert_eq!(action.ram_action(), format!("ens:{}", action.as_str()));

@@ -7,10 +7,14 @@
 
 pub mod create_image;
 pub mod delete_image;
+pub mod describe_export_image_info;
+pub mod describe_export_image_status;
 pub mod describe_image_infos;
 pub mod describe_image_share_permission;
 pub mod describe_images;
 pub mod describe_self_images;
+pub mod export_image;
+pub mod import_image;
 pub mod modify_image_attribute;
 pub mod modify_image_share_permission;
 
@@ -49,6 +53,29 @@ pub(crate) fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> 
 /// The required `ImageId` parameter, validated.
 pub(crate) fn required_image_id(params: &BTreeMap<String, String>) -> Result<ImageId, ApiError> {
     Ok(ImageId::parse(required(params, "ImageId")?)?)
+}
+
+/// An optional short name (`OSVersion`, `RoleName`): 1 to 64 ASCII letters, digits, `.`, `_`
+/// or `-`, so it can be stored and echoed without escaping surprises.
+pub(crate) fn optional_token(
+    params: &BTreeMap<String, String>,
+    name: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match optional(params, name) {
+        None => Ok(None),
+        Some(value)
+            if value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
+        {
+            Ok(Some(value.to_owned()))
+        }
+        Some(_) => Err(ApiError::invalid_parameter(
+            name,
+            "must be 1 to 64 letters, digits, '.', '_' or '-'",
+        )),
+    }
 }
 
 /// A boolean parameter: `true`/`false` in any case (Python sends `True`); absent is `false`.

@@ -89,6 +89,12 @@ fn store_error(action: Action, error: &StoreError, request_id: &str) -> ApiError
     }
 }
 
+/// The export calls, whose API pages list the generic `InvalidParameter` for an image that is
+/// not the caller's own custom image.
+fn exports(action: Action) -> bool {
+    matches!(action, Action::ExportImage | Action::DescribeExportImageStatus)
+}
+
 /// How each operation reports a refused image change, following the codes its API page lists.
 fn image_error(action: Action, error: &ImageError) -> ApiError {
     let detail = error.to_string();
@@ -99,12 +105,16 @@ fn image_error(action: Action, error: &ImageError) -> ApiError {
             ErrorCode::ImageTypeNotSupported,
             "The specified image type is not supported: public images cannot be shared.",
         ),
+        ImageError::PublicImage | ImageError::NotOwner if exports(action) => ApiError::with_message(
+            ErrorCode::InvalidParameter,
+            format!("The errorMessage is only your own custom images can be exported: {detail}. Please check it again."),
+        ),
         ImageError::PublicImage => ApiError::invalid_parameter("ImageId", &detail),
         ImageError::NotOwner => ApiError::with_message(
             ErrorCode::NoPermission,
             "Permission denied: the image was shared with you; only its owner can change it.",
         ),
-        ImageError::WrongStatus(_) => ApiError::with_message(
+        ImageError::WrongStatus(_) | ImageError::ExportRunning => ApiError::with_message(
             ErrorCode::IncorrectImageStatus,
             format!("The current status of the image does not support this operation: {detail}."),
         ),
@@ -187,6 +197,15 @@ mod tests {
         assert_eq!(
             code(Action::DeleteImage, ImageError::InUse("i-1".into())),
             "Forbidden.DelerrorteImage"
+        );
+        for action in [Action::ExportImage, Action::DescribeExportImageStatus] {
+            assert_eq!(code(action, ImageError::PublicImage), "InvalidParameter");
+            assert_eq!(code(action, ImageError::NotOwner), "InvalidParameter");
+            assert_eq!(code(action, ImageError::NotFound), "InvalidParameter.ImageId");
+        }
+        assert_eq!(
+            code(Action::ExportImage, ImageError::ExportRunning),
+            "IncorrectStatus.Image"
         );
     }
 }

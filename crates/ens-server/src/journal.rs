@@ -401,7 +401,7 @@ mod tests {
             "Content-Type".to_owned(),
             "application/x-www-form-urlencoded".to_owned(),
         )];
-        let query = "Action=ImportImage&AccessKeyId=LTAIkey&Signature=c2ln&signature=c2ln&SignatureNonce=n\
+        let query = "Action=UpgradeAICInstanceImage&AccessKeyId=LTAIkey&Signature=c2ln&signature=c2ln&SignatureNonce=n\
                      &ImageName=web&AccessKeySecret=s3cret&DbPassword=pw";
         let entry = refusal_entry(
             &raw(query, &form, b"ImageName=from-body&OSType=linux"),
@@ -409,7 +409,7 @@ mod tests {
             "R-1",
             std::time::Instant::now(),
         );
-        assert_eq!(entry.action, "ImportImage");
+        assert_eq!(entry.action, "UpgradeAICInstanceImage");
         assert_eq!(entry.access_key_id, "LTAIkey");
         assert_eq!(
             (entry.outcome.as_str(), entry.http_status),

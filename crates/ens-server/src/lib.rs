@@ -27,6 +27,7 @@ mod ops;
 pub mod secrets;
 pub mod setup;
 pub mod throttle;
+pub mod transfers;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -129,6 +130,9 @@ pub struct AppState {
     pub faults: Arc<faults::Faults>,
     /// Whether image builds move on by themselves (per process; see [`build_clock`]).
     pub build_clock: Arc<build_clock::BuildClock>,
+    /// Object storage for image bytes and the transfer worker's settings; without it,
+    /// `ImportImage` and `ExportImage` are refused (see [`AppState::with_transfers`]).
+    pub transfers: Option<Arc<transfers::Transfers>>,
 }
 
 impl AppState {
@@ -156,7 +160,15 @@ impl AppState {
             journal: Arc::new(journal::Journal::default()),
             faults: Arc::new(faults::Faults::default()),
             build_clock: Arc::new(build_clock::BuildClock::default()),
+            transfers: None,
         }
+    }
+
+    /// The same state with image bytes kept in `transfers`' object storage.
+    #[must_use]
+    pub fn with_transfers(mut self, transfers: transfers::Transfers) -> Self {
+        self.transfers = Some(Arc::new(transfers));
+        self
     }
 }
 
@@ -214,6 +226,7 @@ pub async fn serve(
     let builder = tokio::spawn(advance_builds(state.clone()));
     let heart = tokio::spawn(heartbeat(state.clone()));
     let auditor = tokio::spawn(keep_audit(state.clone()));
+    let mover = tokio::spawn(transfers::run(state.clone()));
     // Scrapes need no graceful end: the listener stops with the API.
     let metrics = metrics_listener.map(|listener| {
         let app = handler::metrics_router(state.clone());
@@ -246,6 +259,7 @@ pub async fn serve(
     builder.abort();
     heart.abort();
     auditor.abort();
+    mover.abort();
     state_audit.flush_refusals().await;
     if let Some(metrics) = metrics {
         metrics.abort();

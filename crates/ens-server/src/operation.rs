@@ -13,10 +13,14 @@ use ens_domain::AccountId;
 use ens_policy::{image_arn, ALL_RESOURCES};
 use ens_protocol::ops::create_image::CreateImageRequest;
 use ens_protocol::ops::delete_image::DeleteImageRequest;
+use ens_protocol::ops::describe_export_image_info::DescribeExportImageInfoRequest;
+use ens_protocol::ops::describe_export_image_status::DescribeExportImageStatusRequest;
 use ens_protocol::ops::describe_image_infos::DescribeImageInfosRequest;
 use ens_protocol::ops::describe_image_share_permission::DescribeImageSharePermissionRequest;
 use ens_protocol::ops::describe_images::DescribeImagesRequest;
 use ens_protocol::ops::describe_self_images::DescribeSelfImagesRequest;
+use ens_protocol::ops::export_image::ExportImageRequest;
+use ens_protocol::ops::import_image::ImportImageRequest;
 use ens_protocol::ops::modify_image_attribute::ModifyImageAttributeRequest;
 use ens_protocol::ops::modify_image_share_permission::ModifyImageSharePermissionRequest;
 use ens_protocol::{Action, ApiError, Call};
@@ -47,6 +51,14 @@ pub enum Operation {
     DescribeImageSharePermission(DescribeImageSharePermissionRequest),
     /// `ModifyImageSharePermission`.
     ModifyImageSharePermission(ModifyImageSharePermissionRequest),
+    /// `ImportImage`.
+    ImportImage(ImportImageRequest),
+    /// `ExportImage`.
+    ExportImage(ExportImageRequest),
+    /// `DescribeExportImageStatus`.
+    DescribeExportImageStatus(DescribeExportImageStatusRequest),
+    /// `DescribeExportImageInfo`.
+    DescribeExportImageInfo(DescribeExportImageInfoRequest),
     /// Parameters that did not validate; answered with their error once the caller is
     /// authenticated and authorized.
     Invalid(InvalidParameters),
@@ -79,7 +91,8 @@ impl InvalidParameters {
 const MAX_NAMED_IMAGE_BYTES: usize = 256;
 
 /// Whether a policy names `action`'s resource as one image (`acs:ens::{account}:image/{ImageId}`)
-/// rather than all resources (`*`), as each action's API page documents it.
+/// rather than all resources (`*`), as each action's API page documents it. The export
+/// actions take an `ImageId` too, but their pages name all resources.
 fn names_image(action: Action) -> bool {
     match action {
         Action::DeleteImage | Action::ModifyImageSharePermission => true,
@@ -88,21 +101,30 @@ fn names_image(action: Action) -> bool {
         | Action::ModifyImageAttribute
         | Action::DescribeImageInfos
         | Action::DescribeSelfImages
-        | Action::DescribeImageSharePermission => false,
+        | Action::DescribeImageSharePermission
+        | Action::ImportImage
+        | Action::ExportImage
+        | Action::DescribeExportImageStatus
+        | Action::DescribeExportImageInfo => false,
     }
 }
 
-/// Whether `action` changes state (and so is always audited).
+/// Whether `action` changes state (and so is always audited). `ExportImage` counts although
+/// its RAM access level is `get`: it starts a copy and writes to a bucket.
 fn changes_state(action: Action) -> bool {
     match action {
         Action::CreateImage
         | Action::DeleteImage
         | Action::ModifyImageAttribute
-        | Action::ModifyImageSharePermission => true,
+        | Action::ModifyImageSharePermission
+        | Action::ImportImage
+        | Action::ExportImage => true,
         Action::DescribeImages
         | Action::DescribeImageInfos
         | Action::DescribeSelfImages
-        | Action::DescribeImageSharePermission => false,
+        | Action::DescribeImageSharePermission
+        | Action::DescribeExportImageStatus
+        | Action::DescribeExportImageInfo => false,
     }
 }
 
@@ -129,6 +151,14 @@ impl Operation {
                 .map(Self::DescribeImageSharePermission),
             Action::ModifyImageSharePermission => {
                 ModifyImageSharePermissionRequest::from_params(params).map(Self::ModifyImageSharePermission)
+            }
+            Action::ImportImage => ImportImageRequest::from_params(params).map(Self::ImportImage),
+            Action::ExportImage => ExportImageRequest::from_params(params).map(Self::ExportImage),
+            Action::DescribeExportImageStatus => {
+                DescribeExportImageStatusRequest::from_params(params).map(Self::DescribeExportImageStatus)
+            }
+            Action::DescribeExportImageInfo => {
+                DescribeExportImageInfoRequest::from_params(params).map(Self::DescribeExportImageInfo)
             }
         };
         parsed.unwrap_or_else(|error| {
@@ -157,6 +187,10 @@ impl Operation {
             Self::DescribeSelfImages(_) => Action::DescribeSelfImages,
             Self::DescribeImageSharePermission(_) => Action::DescribeImageSharePermission,
             Self::ModifyImageSharePermission(_) => Action::ModifyImageSharePermission,
+            Self::ImportImage(_) => Action::ImportImage,
+            Self::ExportImage(_) => Action::ExportImage,
+            Self::DescribeExportImageStatus(_) => Action::DescribeExportImageStatus,
+            Self::DescribeExportImageInfo(_) => Action::DescribeExportImageInfo,
             Self::Invalid(invalid) => invalid.action,
         }
     }
@@ -195,7 +229,11 @@ impl Operation {
             | Self::ModifyImageAttribute(_)
             | Self::DescribeImageInfos(_)
             | Self::DescribeSelfImages(_)
-            | Self::DescribeImageSharePermission(_) => None,
+            | Self::DescribeImageSharePermission(_)
+            | Self::ImportImage(_)
+            | Self::ExportImage(_)
+            | Self::DescribeExportImageStatus(_)
+            | Self::DescribeExportImageInfo(_) => None,
         }
     }
 }
@@ -240,13 +278,32 @@ mod tests {
     /// Parameters every action accepts.
     fn valid_params(action: Action) -> Vec<(&'static str, &'static str)> {
         match action {
-            Action::DescribeImages | Action::DescribeImageInfos | Action::DescribeSelfImages => Vec::new(),
+            Action::DescribeImages
+            | Action::DescribeImageInfos
+            | Action::DescribeSelfImages
+            | Action::DescribeExportImageInfo => Vec::new(),
             Action::CreateImage => vec![("ImageName", "web-1"), ("InstanceId", "i-web1")],
-            Action::DeleteImage | Action::DescribeImageSharePermission => vec![("ImageId", IMAGE)],
+            Action::DeleteImage
+            | Action::DescribeImageSharePermission
+            | Action::DescribeExportImageStatus => vec![("ImageId", IMAGE)],
             Action::ModifyImageAttribute => vec![("ImageId", IMAGE), ("ImageName", "web-2")],
             Action::ModifyImageSharePermission => {
                 vec![("ImageId", IMAGE), ("AddAccounts", "1000000000000002")]
             }
+            Action::ImportImage => vec![
+                ("ImageName", "imported-1"),
+                ("Architecture", "x86_64"),
+                ("OSType", "linux"),
+                ("ImageFormat", "qcow2"),
+                ("ComputeType", "ens_vm"),
+                ("OSSBucket", "images-in"),
+                ("OSSObject", "centos.qcow2"),
+            ],
+            Action::ExportImage => vec![
+                ("ImageId", IMAGE),
+                ("OSSBucket", "exports-1"),
+                ("OSSRegionId", "cn-beijing"),
+            ],
         }
     }
 
@@ -264,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_the_four_changing_actions() {
+    fn writes_are_the_six_changing_actions() {
         let writes: Vec<Action> = Action::ALL
             .into_iter()
             .filter(|action| Operation::parse(&call(*action, &valid_params(*action))).writes())
@@ -275,11 +332,15 @@ mod tests {
                 Action::CreateImage,
                 Action::DeleteImage,
                 Action::ModifyImageAttribute,
-                Action::ModifyImageSharePermission
+                Action::ModifyImageSharePermission,
+                Action::ImportImage,
+                Action::ExportImage,
             ]
         );
         // An invalid write is still a write: it is audited like one.
         assert!(Operation::parse(&call(Action::DeleteImage, &[])).writes());
+        assert!(Operation::parse(&call(Action::ImportImage, &[])).writes());
+        assert!(!Operation::parse(&call(Action::DescribeExportImageStatus, &[])).writes());
         assert!(!Operation::parse(&call(Action::DescribeImages, &[("PageSize", "51")])).writes());
     }
 
@@ -337,5 +398,10 @@ mod tests {
         let operation = Operation::parse(&call(Action::ModifyImageAttribute, &[("ImageId", IMAGE)]));
         assert!(matches!(operation, Operation::Invalid(_)));
         assert_eq!(operation.resource(&account()), "*");
+        for action in [Action::ExportImage, Action::DescribeExportImageStatus] {
+            let operation = Operation::parse(&call(action, &[("ImageId", "m 1")]));
+            assert!(matches!(operation, Operation::Invalid(_)), "{action:?}");
+            assert_eq!(operation.resource(&account()), "*", "{action:?}");
+        }
     }
 }

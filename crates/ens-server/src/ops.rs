@@ -1,20 +1,29 @@
 //! Dispatch of authenticated, authorized operations to the store.
 
-use ens_domain::{CustomImagePlan, CustomImageSource, ImageQuery, NewCustomImage};
+use ens_domain::transfer::export_key;
+use ens_domain::{
+    CustomImagePlan, CustomImageSource, Image, ImageId, ImageQuery, ImageStatus, NewCustomImage, ObjectName,
+};
+use ens_objects::Bucket;
 use ens_protocol::ops::acknowledgement;
 use ens_protocol::ops::create_image::{self, CreateImageRequest, ImageSource};
+use ens_protocol::ops::describe_export_image_info;
+use ens_protocol::ops::describe_export_image_status;
 use ens_protocol::ops::describe_image_infos;
 use ens_protocol::ops::describe_image_share_permission;
 use ens_protocol::ops::describe_images::{self, DescribeImagesRequest};
 use ens_protocol::ops::describe_self_images;
+use ens_protocol::ops::export_image::{self, ExportImageRequest};
+use ens_protocol::ops::import_image::{self, ImportImageRequest};
 use ens_protocol::ops::modify_image_share_permission;
-use ens_protocol::{ApiError, Body};
+use ens_protocol::{ApiError, Body, ErrorCode};
 use ens_store::{NewImage, SelfImageQuery};
 use time::OffsetDateTime;
 
 use crate::auth::Caller;
 use crate::error::ServerError;
 use crate::operation::Operation;
+use crate::transfers::Transfers;
 use crate::AppState;
 
 /// Runs `operation` for `caller`. An operation whose parameters were invalid is answered
@@ -85,7 +94,126 @@ pub async fn dispatch(
                 .await?;
             Ok(modify_image_share_permission::response(request_id))
         }
+        Operation::ImportImage(request) => import(state, caller, request, request_id, now).await,
+        Operation::ExportImage(request) => export(state, caller, request, request_id, now).await,
+        Operation::DescribeExportImageStatus(request) => {
+            let status = store.export_status(account, &request.image_id).await?;
+            Ok(describe_export_image_status::response(request_id, status))
+        }
+        Operation::DescribeExportImageInfo(request) => {
+            let page = store
+                .export_infos(
+                    account,
+                    request.image_id.as_ref(),
+                    request.image_name.as_deref(),
+                    request.page,
+                )
+                .await?;
+            Ok(describe_export_image_info::response(request_id, &page))
+        }
     }
+}
+
+/// The object storage, or the error that says this server keeps no image bytes.
+fn transfers(state: &AppState) -> Result<&Transfers, ServerError> {
+    state.transfers.as_deref().ok_or_else(|| {
+        ApiError::with_message(
+            ErrorCode::ServiceUnavailable,
+            "This server keeps no image files: it was started without object storage.",
+        )
+        .into()
+    })
+}
+
+/// The configured bucket `object` names, or `InvalidParameter.<field>` naming it.
+fn bucket(transfers: &Transfers, object: &ObjectName, field: &'static str) -> Result<Bucket, ServerError> {
+    transfers
+        .buckets
+        .resolve(&object.region, &object.bucket)
+        .map_err(|error| ApiError::invalid_parameter(field, &error.to_string()).into())
+}
+
+/// Records the image as `Creating` with its import, and wakes the transfer worker; the
+/// bytes are copied after the answer (see [`crate::transfers`]).
+async fn import(
+    state: &AppState,
+    caller: &Caller,
+    request: &ImportImageRequest,
+    request_id: &str,
+    now: OffsetDateTime,
+) -> Result<Body, ServerError> {
+    let transfers = transfers(state)?;
+    // A bucket nobody configured is refused now, not after the answer.
+    let field = if request.disks.len() > 1 {
+        "DiskDeviceMapping"
+    } else {
+        "OSSBucket"
+    };
+    for disk in &request.disks {
+        bucket(transfers, disk, field)?;
+    }
+    let image = Image {
+        id: ImageId::pending(),
+        name: request.image_name.clone(),
+        owner: Some(caller.principal.account.clone()),
+        architecture: request.architecture.clone(),
+        platform: request
+            .platform
+            .clone()
+            .unwrap_or_else(|| IMPORTED_PLATFORM.to_owned()),
+        os_type: request.os_type.clone(),
+        size_gib: 0,
+        creation_time: now,
+        snapshot_id: None,
+        nodes: Vec::new(),
+        disk_device_mappings: Vec::new(),
+        status: ImageStatus::Creating,
+        instance_id: None,
+        compute_type: request.compute_type.clone(),
+        os_version: request
+            .os_version
+            .clone()
+            .unwrap_or_else(|| IMPORTED_OS_VERSION.to_owned()),
+        description: String::new(),
+    };
+    let new = NewImage {
+        image,
+        build_due_at: None,
+        build_failure: None,
+        release_instance: None,
+    };
+    let id = state.store.start_import(&new, &request.disks, now).await?;
+    transfers.wake();
+    Ok(import_image::response(request_id, id.as_str()))
+}
+
+/// `Platform` of an import that named none: the OS family, as the older API pages list it.
+const IMPORTED_PLATFORM: &str = "linux";
+
+/// `OsVersion` of an import that named none: the listings always give one.
+const IMPORTED_OS_VERSION: &str = "unknown";
+
+/// Records the export of the caller's image and answers the URL its object will have.
+async fn export(
+    state: &AppState,
+    caller: &Caller,
+    request: &ExportImageRequest,
+    request_id: &str,
+    now: OffsetDateTime,
+) -> Result<Body, ServerError> {
+    let transfers = transfers(state)?;
+    let target = ObjectName {
+        region: request.region.clone(),
+        bucket: request.bucket.clone(),
+        key: export_key(request.prefix.as_deref(), &request.image_id),
+    };
+    let url = bucket(transfers, &target, "OSSBucket")?.url(&target.key);
+    state
+        .store
+        .start_export(&caller.principal.account, &request.image_id, &target, &url, now)
+        .await?;
+    transfers.wake();
+    Ok(export_image::response(request_id, &url))
 }
 
 async fn describe(

@@ -114,7 +114,10 @@ async fn every_captured_sdk_request_passes_authentication() {
         )
         .await;
         let expected = match (action_of(&vector).as_str(), name) {
-            ("ImportImage" | "UpgradeAICInstanceImage" | "ReinitInstance", _) => "InvalidAction.NotFound",
+            ("UpgradeAICInstanceImage" | "ReinitInstance", _) => "InvalidAction.NotFound",
+            // Accepted and parsed; the captured mapping's buckets `b1` and `b2` are shorter than
+            // the 3 characters a bucket name needs.
+            ("ImportImage", _) => "InvalidParameter.DiskDeviceMapping",
             (_, name) if name.contains("_sts") => "InvalidSecurityToken.Malformed",
             // The SDK sent ImageName empty.
             ("CreateImage", _) | ("ModifyImageAttribute", "core_v1_empty_value") => "MissingParameter",

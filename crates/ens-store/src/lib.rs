@@ -27,6 +27,7 @@ mod reset;
 mod rows;
 mod sqlite;
 mod state;
+mod transfers;
 
 use std::fmt;
 use std::future::Future;
@@ -48,6 +49,7 @@ pub use reset::{ResetPoint, ResetSummary};
 pub use rows::new_user_id;
 pub use sqlite::SqliteEngine;
 pub use state::{AccountState, ImportScope, StateImage, StateKey, StateSnapshot, StoreState};
+pub use transfers::{ImageFile, TransferEnd, TransferJob, TransferKind, TransferRecord};
 
 /// An AccessKey as verification needs it.
 #[derive(Clone)]

@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ens_domain::rules::{ensure_deletable, ensure_shareable};
 use ens_domain::{
-    AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, Image, ImageError, ImageId, ImageQuery,
-    ImageStatus, ImageView, Instance, NodeId, Page, PageRequest, RamUserName, Snapshot,
+    AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, ExportStatus, Image, ImageError, ImageExportInfo,
+    ImageId, ImageQuery, ImageStatus, ImageView, Instance, NodeId, ObjectName, Page, PageRequest,
+    RamUserName, Snapshot,
 };
 use time::OffsetDateTime;
 
@@ -18,6 +19,7 @@ use crate::rows::{
     parse_time, principal_from, snapshot_from_row, status_from, to_i64, to_u64, views, ALL_NODES,
     INSTANCE_COLUMNS, SNAPSHOT_COLUMNS, SYSTEM_SCOPE,
 };
+use crate::transfers::{queue_removal, ImageFile, TransferEnd, TransferJob, TransferRecord};
 use crate::{
     AuditEntry, ImageShare, NewImage, NonceClaim, PoolStats, SelfImageQuery, Store, StoreError, StoreResult,
     StoredAccessKey,
@@ -703,6 +705,7 @@ pub trait RequestStore: Send + Sync + 'static {
                     .await?;
                 tx.execute("DELETE FROM images WHERE seq = $1", &[seq.into()])
                     .await?;
+                queue_removal(&mut *tx, id.as_str(), OffsetDateTime::now_utc()).await?;
                 counts.apply(&mut *tx).await?;
                 Ok((tx, ()))
             })
@@ -908,6 +911,133 @@ pub trait RequestStore: Send + Sync + 'static {
         };
         tx.commit().await?;
         Ok(page(images, total_count))
+    }
+
+    /// `ImportImage`: stores `new` as `Creating` on every known node, with its import from
+    /// `sources` (one object per disk, system disk first) queued for a transfer worker, in
+    /// one transaction. Returns the new image's ID.
+    async fn start_import(
+        &self,
+        new: &NewImage,
+        sources: &[ObjectName],
+        now: OffsetDateTime,
+    ) -> StoreResult<ImageId> {
+        self.store().start_import(new, sources, now).await
+    }
+
+    /// Claims the oldest running transfer nobody holds, or whose holder's lease lapsed,
+    /// for `worker` until `now + lease`: how imports and exports survive a server killed
+    /// mid-way, on any replica.
+    async fn claim_transfer(
+        &self,
+        worker: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> StoreResult<Option<TransferJob>> {
+        self.store().claim_transfer(worker, now, lease).await
+    }
+
+    /// Extends `worker`'s lease on `job`; `false` when it no longer holds it and must stop.
+    async fn renew_transfer(
+        &self,
+        job: &TransferJob,
+        worker: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        self.store().renew_transfer(job, worker, now, lease).await
+    }
+
+    /// Ends an import with the image's files: the image becomes `Available` with their
+    /// sizes and disks, in the transaction that ends the transfer.
+    async fn finish_import(
+        &self,
+        job: &TransferJob,
+        worker: &str,
+        files: &[ImageFile],
+        now: OffsetDateTime,
+    ) -> StoreResult<TransferEnd> {
+        self.store().finish_import(job, worker, files, now).await
+    }
+
+    /// Ends a transfer as failed for `reason`, which the image's owner sees.
+    async fn fail_transfer(
+        &self,
+        job: &TransferJob,
+        worker: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<TransferEnd> {
+        self.store().fail_transfer(job, worker, reason, now).await
+    }
+
+    /// `ExportImage`: queues an export of `owner`'s image to `target`, announced at `url`.
+    ///
+    /// # Errors
+    /// `StoreError::Image` when a rule refuses it (not the owner's, not `Available`, an
+    /// export already running).
+    async fn start_export(
+        &self,
+        owner: &AccountId,
+        id: &ImageId,
+        target: &ObjectName,
+        url: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.store().start_export(owner, id, target, url, now).await
+    }
+
+    /// Ends an export: its object is complete in the bucket.
+    async fn finish_export(
+        &self,
+        job: &TransferJob,
+        worker: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<TransferEnd> {
+        self.store().finish_export(job, worker, now).await
+    }
+
+    /// `DescribeExportImageStatus` of `owner`'s image.
+    async fn export_status(&self, owner: &AccountId, id: &ImageId) -> StoreResult<ExportStatus> {
+        self.store().export_status(owner, id).await
+    }
+
+    /// `DescribeExportImageInfo`: `owner`'s custom images with their exports.
+    async fn export_infos(
+        &self,
+        owner: &AccountId,
+        image_id: Option<&ImageId>,
+        image_name: Option<&str>,
+        page: PageRequest,
+    ) -> StoreResult<Page<ImageExportInfo>> {
+        self.store().export_infos(owner, image_id, image_name, page).await
+    }
+
+    /// The import and the latest export of image `id`, with how they ended and why: the
+    /// owner's view of a failure, which no API response model has a field for.
+    async fn image_transfers(&self, id: &ImageId) -> StoreResult<Vec<TransferRecord>> {
+        self.store().image_transfers(id).await
+    }
+
+    /// The files image `id` is made of, system disk first; none for an image made by
+    /// `CreateImage` (its file is made when exported).
+    async fn image_files(&self, id: &ImageId) -> StoreResult<Vec<ImageFile>> {
+        self.store().image_files(id).await
+    }
+
+    /// Deleted images whose files nothing reads any more, at most `limit`.
+    async fn file_removals_due(&self, limit: u32) -> StoreResult<Vec<String>> {
+        self.store().file_removals_due(limit).await
+    }
+
+    /// Forgets the files of `image` once their bytes are gone.
+    async fn files_removed(&self, image: &str) -> StoreResult<()> {
+        self.store().files_removed(image).await
+    }
+
+    /// Whether anything refers to files of `image` (see `Store::image_files_referenced`).
+    async fn image_files_referenced(&self, image: &str) -> StoreResult<bool> {
+        self.store().image_files_referenced(image).await
     }
 }
 

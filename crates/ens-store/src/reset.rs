@@ -22,7 +22,7 @@ pub struct ResetSummary {
 
 /// What a whole reset deletes, in an order the foreign keys accept (listing and share rows
 /// before the images, whose own rows then cascade); `$1` is the account kept.
-pub(crate) const RESET_ALL: [&str; 11] = [
+pub(crate) const RESET_ALL: [&str; 15] = [
     "DELETE FROM image_listing WHERE scope <> 'system'",
     "DELETE FROM listing_counts WHERE scope <> 'system'",
     "DELETE FROM image_shares",
@@ -34,11 +34,17 @@ pub(crate) const RESET_ALL: [&str; 11] = [
     "DELETE FROM access_keys WHERE account_id <> $1 OR user_name IS NOT NULL",
     "DELETE FROM ram_users",
     "DELETE FROM accounts WHERE id <> $1",
+    // Image files are forgotten with their images; the transfer workers' sweep removes
+    // the bytes nothing refers to any more.
+    "DELETE FROM image_transfer_objects",
+    "DELETE FROM image_transfers",
+    "DELETE FROM image_files WHERE image_id NOT IN (SELECT id FROM images)",
+    "DELETE FROM image_file_removals",
 ];
 
 /// What an account's reset deletes once its shared-out images left their targets'
 /// listings, in an order the foreign keys accept; `$1` is the account.
-const RESET_ACCOUNT: [&str; 10] = [
+const RESET_ACCOUNT: [&str; 13] = [
     "DELETE FROM image_listing WHERE scope = $1",
     "DELETE FROM listing_counts WHERE scope = $1",
     "DELETE FROM image_shares WHERE account_id = $1",
@@ -49,6 +55,9 @@ const RESET_ACCOUNT: [&str; 10] = [
     "DELETE FROM policies WHERE account_id = $1",
     "DELETE FROM access_keys WHERE account_id = $1 AND user_name IS NOT NULL",
     "DELETE FROM ram_users WHERE account_id = $1",
+    "DELETE FROM image_transfer_objects WHERE image_id IN (SELECT image_id FROM image_transfers WHERE account_id = $1)",
+    "DELETE FROM image_transfers WHERE account_id = $1",
+    "DELETE FROM image_files WHERE image_id NOT IN (SELECT id FROM images)",
 ];
 
 /// Runs `statements` in order, each with `$1` bound to `account` when it uses it, and returns

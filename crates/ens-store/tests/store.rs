@@ -1878,3 +1878,343 @@ mod state {
         a_refused_import_changes_nothing,
     );
 }
+
+/// Imports and exports as the transfer workers drive them: claimed for a lease, ended only
+/// by the holder, and an image `Available` (or an export `Exported`) only once a whole copy
+/// is recorded.
+mod transfers {
+    use super::*;
+    use ens_domain::{ExportStatus, ImageView, ObjectName};
+    use ens_store::{ImageFile, TransferEnd, TransferKind};
+    use std::time::Duration;
+
+    const LEASE: Duration = Duration::from_secs(10);
+
+    fn object(bucket: &str, key: &str) -> ObjectName {
+        ObjectName {
+            region: "cn-beijing".into(),
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    }
+
+    /// An image being imported for `owner` from `images-in/<name>.qcow2`.
+    async fn importing(store: &Store, owner: &AccountId, name: &str) -> ImageId {
+        let mut template = image("m-x", Some(owner), &[]);
+        template.name = name.into();
+        template.status = ImageStatus::Creating;
+        template.size_gib = 0;
+        template.snapshot_id = None;
+        template.disk_device_mappings.clear();
+        let new = NewImage {
+            image: template,
+            build_due_at: None,
+            build_failure: None,
+            release_instance: None,
+        };
+        let sources = [object("images-in", &format!("{name}.qcow2"))];
+        store.start_import(&new, &sources, NOW).await.unwrap()
+    }
+
+    fn file(id: &ImageId, disk: u32, size_gib: u64) -> ImageFile {
+        ImageFile {
+            disk,
+            key: format!("images/{id}/disk-{disk}.qcow2"),
+            bytes: 196_616,
+            sha256: "ab".repeat(32),
+            size_gib,
+        }
+    }
+
+    /// Claims the next transfer for `worker`. On PostgreSQL a refused write's transaction is
+    /// rolled back after its connection returns to the pool, and until then its row locks
+    /// make the claim skip the row, so the claim is tried again for a moment.
+    async fn claim(store: &Store, worker: &str) -> ens_store::TransferJob {
+        for _ in 0..50 {
+            if let Some(job) = store.claim_transfer(worker, NOW, LEASE).await.unwrap() {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.claim_transfer(worker, NOW, LEASE).await.unwrap().unwrap()
+    }
+
+    async fn status(store: &Store, owner: &AccountId, id: &ImageId) -> ImageView {
+        store.visible_image(owner, id).await.unwrap().unwrap()
+    }
+
+    /// An Available image of `owner`, imported through a worker.
+    async fn imported(store: &Store, owner: &AccountId, name: &str) -> ImageId {
+        let id = importing(store, owner, name).await;
+        let job = store.claim_transfer("w1", NOW, LEASE).await.unwrap().unwrap();
+        assert_eq!(job.image_id, id);
+        let end = store
+            .finish_import(&job, "w1", &[file(&id, 0, 40)], NOW)
+            .await
+            .unwrap();
+        assert_eq!(end, TransferEnd::Recorded);
+        id
+    }
+
+    async fn an_import_is_listed_only_once_its_worker_records_the_files(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let listed_before = total(store, &alice).await;
+        let id = importing(store, &alice, "imported").await;
+        let view = status(store, &alice, &id).await;
+        assert_eq!(view.image.status, ImageStatus::Creating);
+        assert!(
+            !view.image.nodes.is_empty(),
+            "an imported image is on every known node"
+        );
+        assert_eq!(total(store, &alice).await, listed_before);
+
+        let job = store.claim_transfer("w1", NOW, LEASE).await.unwrap().unwrap();
+        assert_eq!(
+            (job.kind, job.attempts, &job.account),
+            (TransferKind::Import, 1, &alice)
+        );
+        assert_eq!(job.objects, [object("images-in", "imported.qcow2")]);
+        // Held: nobody else gets it, and there is nothing else to claim.
+        assert!(store.claim_transfer("w2", NOW, LEASE).await.unwrap().is_none());
+
+        let files = [file(&id, 0, 40), file(&id, 1, 100)];
+        let end = store.finish_import(&job, "w1", &files, NOW).await.unwrap();
+        assert_eq!(end, TransferEnd::Recorded);
+        let view = status(store, &alice, &id).await;
+        assert_eq!(view.image.status, ImageStatus::Available);
+        assert_eq!(view.image.size_gib, 40);
+        let disks: Vec<(&str, u64)> = view
+            .image
+            .disk_device_mappings
+            .iter()
+            .map(|disk| (disk.disk_type.as_str(), disk.size_gib))
+            .collect();
+        assert_eq!(disks, [("system", 40), ("data", 100)]);
+        assert_eq!(total(store, &alice).await, listed_before + 1);
+        assert_eq!(store.image_files(&id).await.unwrap(), files);
+        assert!(store.claim_transfer("w2", NOW, LEASE).await.unwrap().is_none());
+        // An importing image cannot be deleted; an imported one can.
+        assert!(store.image_files_referenced(id.as_str()).await.unwrap());
+    }
+
+    async fn a_lapsed_lease_passes_the_transfer_on_and_the_old_holder_records_nothing(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let id = importing(store, &alice, "retried").await;
+        let first = store.claim_transfer("w1", NOW, LEASE).await.unwrap().unwrap();
+        let later = NOW + time::Duration::seconds(11);
+        let second = store.claim_transfer("w2", later, LEASE).await.unwrap().unwrap();
+        assert_eq!((second.image_id.clone(), second.attempts), (id.clone(), 2));
+
+        assert!(!store.renew_transfer(&first, "w1", later, LEASE).await.unwrap());
+        let lost = store
+            .finish_import(&first, "w1", &[file(&id, 0, 1)], later)
+            .await
+            .unwrap();
+        assert_eq!(lost, TransferEnd::Lost);
+        assert_eq!(
+            store.fail_transfer(&first, "w1", "late", later).await.unwrap(),
+            TransferEnd::Lost
+        );
+        assert_eq!(
+            status(store, &alice, &id).await.image.status,
+            ImageStatus::Creating
+        );
+
+        assert!(store.renew_transfer(&second, "w2", later, LEASE).await.unwrap());
+        let end = store
+            .finish_import(&second, "w2", &[file(&id, 0, 2)], later)
+            .await
+            .unwrap();
+        assert_eq!(end, TransferEnd::Recorded);
+        assert_eq!(status(store, &alice, &id).await.image.size_gib, 2);
+    }
+
+    async fn a_failed_import_leaves_the_image_upload_failed_with_its_reason(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let listed_before = total(store, &alice).await;
+        let id = importing(store, &alice, "broken").await;
+        let job = store.claim_transfer("w1", NOW, LEASE).await.unwrap().unwrap();
+        let end = store
+            .fail_transfer(&job, "w1", "the file is not a qcow2 image", NOW)
+            .await
+            .unwrap();
+        assert_eq!(end, TransferEnd::Recorded);
+        let view = status(store, &alice, &id).await;
+        assert_eq!(view.image.status, ImageStatus::UploadFailed);
+        assert!(
+            view.image.description.contains("the file is not a qcow2 image"),
+            "{}",
+            view.image.description
+        );
+        assert_eq!(total(store, &alice).await, listed_before);
+        assert!(store.claim_transfer("w2", NOW, LEASE).await.unwrap().is_none());
+        // A failed image can be deleted, and then has nothing left to remove.
+        store.delete_image(&alice, &id).await.unwrap();
+        assert!(store.file_removals_due(10).await.unwrap().is_empty());
+    }
+
+    async fn exports_move_from_unexported_to_exported_or_export_error(store: &Store) {
+        let (alice, bob) = seeded(store).await;
+        let id = imported(store, &alice, "to-export").await;
+        assert_eq!(
+            store.export_status(&alice, &id).await.unwrap(),
+            ExportStatus::Unexported
+        );
+
+        let target = object("exports", &format!("out/{id}.qcow2"));
+        let url = format!("file:///buckets/exports/out/{id}.qcow2");
+        store.start_export(&alice, &id, &target, &url, NOW).await.unwrap();
+        assert_eq!(
+            store.export_status(&alice, &id).await.unwrap(),
+            ExportStatus::Exporting
+        );
+        let again = store.start_export(&alice, &id, &target, &url, NOW).await;
+        assert!(
+            matches!(again, Err(StoreError::Image(ImageError::ExportRunning))),
+            "{again:?}"
+        );
+
+        let job = claim(store, "w1").await;
+        assert_eq!(
+            (job.kind, &job.objects[..]),
+            (TransferKind::Export, &[target.clone()][..])
+        );
+        assert_eq!(
+            store.finish_export(&job, "w1", NOW).await.unwrap(),
+            TransferEnd::Recorded
+        );
+        assert_eq!(
+            store.export_status(&alice, &id).await.unwrap(),
+            ExportStatus::Exported
+        );
+
+        let page = store
+            .export_infos(&alice, None, None, support::page(1, 10))
+            .await
+            .unwrap();
+        let row = page.items.iter().find(|info| info.image_id == id).unwrap();
+        assert_eq!(
+            (row.status, row.url.as_deref()),
+            (ExportStatus::Exported, Some(url.as_str()))
+        );
+        assert_eq!(row.alias, ImageOwnerAlias::SelfOwned);
+        let only = store
+            .export_infos(&alice, Some(&id), None, support::page(1, 10))
+            .await
+            .unwrap();
+        assert_eq!(only.total_count, 1);
+        let by_name = store
+            .export_infos(&alice, None, Some("no-such-name"), support::page(1, 10))
+            .await
+            .unwrap();
+        assert_eq!((by_name.total_count, by_name.items.len()), (0, 0));
+
+        // A second export replaces the first; this one fails.
+        store.start_export(&alice, &id, &target, &url, NOW).await.unwrap();
+        let job = claim(store, "w1").await;
+        store
+            .fail_transfer(&job, "w1", "bucket unreachable", NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.export_status(&alice, &id).await.unwrap(),
+            ExportStatus::ExportError
+        );
+        // The image itself is untouched by a failed export.
+        assert_eq!(
+            status(store, &alice, &id).await.image.status,
+            ImageStatus::Available
+        );
+
+        // Only the owner exports, and only its own custom images.
+        store
+            .modify_image_shares(&alice, &id, std::slice::from_ref(&bob), &[], NOW)
+            .await
+            .unwrap();
+        let shared_in = store.start_export(&bob, &id, &target, &url, NOW).await;
+        assert!(
+            matches!(shared_in, Err(StoreError::Image(ImageError::NotOwner))),
+            "{shared_in:?}"
+        );
+        let status_of_shared = store.export_status(&bob, &id).await;
+        assert!(matches!(
+            status_of_shared,
+            Err(StoreError::Image(ImageError::NotOwner))
+        ));
+        let public = store
+            .describe_images(&query(&alice, 1, 1))
+            .await
+            .unwrap()
+            .items
+            .remove(0)
+            .image
+            .id;
+        let refused = store.start_export(&alice, &public, &target, &url, NOW).await;
+        assert!(
+            matches!(refused, Err(StoreError::Image(ImageError::PublicImage))),
+            "{refused:?}"
+        );
+        let creating = importing(store, &alice, "not-yet").await;
+        let refused = store.start_export(&alice, &creating, &target, &url, NOW).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::Image(ImageError::WrongStatus(ImageStatus::Creating)))
+            ),
+            "{refused:?}"
+        );
+    }
+
+    async fn a_deleted_images_files_go_once_no_transfer_reads_them(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let id = imported(store, &alice, "short-lived").await;
+        let target = object("exports", &format!("{id}.qcow2"));
+        store
+            .start_export(&alice, &id, &target, "url", NOW)
+            .await
+            .unwrap();
+        store.delete_image(&alice, &id).await.unwrap();
+        // The running export still reads the file.
+        assert!(store.file_removals_due(10).await.unwrap().is_empty());
+        assert!(store.image_files_referenced(id.as_str()).await.unwrap());
+
+        let job = store.claim_transfer("w1", NOW, LEASE).await.unwrap().unwrap();
+        store.finish_export(&job, "w1", NOW).await.unwrap();
+        assert_eq!(store.file_removals_due(10).await.unwrap(), [id.to_string()]);
+        store.files_removed(id.as_str()).await.unwrap();
+        assert!(store.file_removals_due(10).await.unwrap().is_empty());
+        assert!(store.image_files(&id).await.unwrap().is_empty());
+        assert!(!store.image_files_referenced(id.as_str()).await.unwrap());
+    }
+
+    async fn an_importing_image_cannot_be_deleted_and_a_reset_ends_its_import(store: &Store) {
+        let (alice, _) = seeded(store).await;
+        let id = importing(store, &alice, "in-flight").await;
+        let job = claim(store, "w1").await;
+        let refused = store.delete_image(&alice, &id).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::Image(ImageError::WrongStatus(ImageStatus::Creating)))
+            ),
+            "{refused:?}"
+        );
+        store.reset_account(&alice).await.unwrap();
+        let end = store
+            .finish_import(&job, "w1", &[file(&id, 0, 1)], NOW)
+            .await
+            .unwrap();
+        assert_eq!(end, TransferEnd::Lost);
+        assert!(!store.image_files_referenced(id.as_str()).await.unwrap());
+        assert!(store.claim_transfer("w2", NOW, LEASE).await.unwrap().is_none());
+    }
+
+    store_suite!(
+        an_import_is_listed_only_once_its_worker_records_the_files,
+        a_lapsed_lease_passes_the_transfer_on_and_the_old_holder_records_nothing,
+        a_failed_import_leaves_the_image_upload_failed_with_its_reason,
+        exports_move_from_unexported_to_exported_or_export_error,
+        a_deleted_images_files_go_once_no_transfer_reads_them,
+        an_importing_image_cannot_be_deleted_and_a_reset_ends_its_import,
+    );
+}

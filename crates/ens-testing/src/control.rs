@@ -809,6 +809,17 @@ impl ControlClient {
         self.request(Method::POST, "/snapshots", Some(&body)).await
     }
 
+    /// The image's import and latest export as recorded (`Kind`, `State`, `Reason`,
+    /// `Attempts`, `Objects`, ...): where a test reads why an import failed, which no API
+    /// response model has a field for.
+    ///
+    /// # Errors
+    /// `NotFound` for an ID that cannot be an image's; see [`ControlClient::call`].
+    pub async fn image_transfers(&self, image_id: &str) -> Result<Value, ControlError> {
+        let path = format!("/images/{}/transfers", segment(image_id));
+        self.request(Method::GET, &path, None).await
+    }
+
     /// Puts the store (or the snapshot's account) back as it was when `name` was taken.
     ///
     /// # Errors

@@ -23,10 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ens_client::{AccessKeySecret, Client, ClientError, SignatureVersion};
+use ens_objects::{BucketConfig, Buckets, ObjectError};
 use ens_server::control::{ControlState, ControlToken};
 use ens_server::secrets::{MasterKey, SecretError};
 use ens_server::setup::{NewOwner, SetupError};
 use ens_server::throttle::RateLimit;
+use ens_server::transfers::{TransferSettings, Transfers};
 use ens_server::{AppState, ServerConfig};
 use ens_store::{Store, StoreError};
 use tokio::net::TcpListener;
@@ -71,6 +73,9 @@ pub enum StartError {
     /// The control client could not be built for the bound address.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The bucket configuration was refused.
+    #[error("cannot open the buckets: {0}")]
+    Buckets(#[from] ObjectError),
 }
 
 /// Why a test server did not stop cleanly.
@@ -104,6 +109,7 @@ pub struct EnsTestServerBuilder {
     rate_limit: Option<RateLimit>,
     catalog: Option<String>,
     parent_dir: Option<PathBuf>,
+    buckets: Option<PathBuf>,
 }
 
 impl Default for EnsTestServerBuilder {
@@ -113,6 +119,7 @@ impl Default for EnsTestServerBuilder {
             rate_limit: None,
             catalog: None,
             parent_dir: None,
+            buckets: None,
         }
     }
 }
@@ -138,6 +145,14 @@ impl EnsTestServerBuilder {
     /// the built-in one; the built-in ENS nodes stay known.
     pub fn catalog(mut self, document: impl Into<String>) -> Self {
         self.catalog = Some(document.into());
+        self
+    }
+
+    /// Read the buckets of `ImportImage` and `ExportImage` from this configuration file, as
+    /// `serve --buckets` does. Without it, bucket `B` is the folder `B` under
+    /// [`EnsTestServer::buckets_dir`], and image files stay in the server's own directory.
+    pub fn buckets(mut self, config: impl Into<PathBuf>) -> Self {
+        self.buckets = Some(config.into());
         self
     }
 
@@ -187,7 +202,15 @@ impl EnsTestServerBuilder {
             rate_limit: self.rate_limit,
             ..ServerConfig::default()
         };
-        let state = AppState::new(Arc::new(store.clone()), master_key, config);
+        let buckets_dir = directory.path().join("buckets");
+        std::fs::create_dir_all(&buckets_dir).map_err(|source| StartError::Directory {
+            parent: directory.path().to_owned(),
+            source,
+        })?;
+        let buckets =
+            BucketConfig::load(self.buckets.as_deref(), directory.path()).and_then(Buckets::open)?;
+        let state = AppState::new(Arc::new(store.clone()), master_key, config)
+            .with_transfers(Transfers::new(buckets, TransferSettings::default()));
         // Built before the API serves: it turns the journal on, so the first call is recorded.
         // The store is at its first start: resets go back here in one page copy.
         let reset_point = store.reset_point(&owner_account).await?;
@@ -292,6 +315,13 @@ impl EnsTestServer {
     #[must_use]
     pub fn address(&self) -> SocketAddr {
         self.api_address
+    }
+
+    /// Where buckets live when no configuration names them: bucket `B` of any region is the
+    /// folder `B` here, once a test makes it (no bucket exists until then).
+    #[must_use]
+    pub fn buckets_dir(&self) -> PathBuf {
+        self.directory.path().join("buckets")
     }
 
     /// The owner account's ID and AccessKey: the account a first start creates.

@@ -486,3 +486,115 @@ async fn the_readme_shows_the_example_test_verbatim() {
         "README.md must show crates/ens-testing/tests/readme_example.rs verbatim in a ```rust block"
     );
 }
+
+/// An image imported from a bucket folder of the in-process server and exported to another
+/// comes back byte for byte, and a missing object ends the import `Upload_failed` with its
+/// reason in the control API.
+#[tokio::test]
+async fn an_imported_image_exports_byte_for_byte_from_the_default_buckets() {
+    let server = EnsTestServer::start().await.unwrap();
+    let client = server.client().unwrap();
+    let (source, target) = (
+        server.buckets_dir().join("images-in"),
+        server.buckets_dir().join("exports"),
+    );
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::create_dir_all(&target).unwrap();
+    // An empty qcow2 of 3 GiB: the file is small, its disk is not.
+    let image = ens_objects::qcow2::sparse_image(3 << 30).unwrap();
+    std::fs::write(source.join("disk.qcow2"), &image).unwrap();
+
+    let import = |object: &'static str| {
+        params(&[
+            ("ImageName", "in-process"),
+            ("Architecture", "x86_64"),
+            ("OSType", "linux"),
+            ("ImageFormat", "qcow2"),
+            ("ComputeType", "ens_vm"),
+            ("OSSBucket", "images-in"),
+            ("OSSObject", object),
+        ])
+    };
+    let answer = client.call("ImportImage", &import("disk.qcow2")).await.unwrap();
+    let id = answer["ImageId"].as_str().unwrap().to_owned();
+    let status = |id: String| {
+        let client = &client;
+        async move {
+            let page = client
+                .call("DescribeSelfImages", &params(&[("ImageId", id.as_str())]))
+                .await
+                .unwrap();
+            let image = page["Images"]["Image"][0].clone();
+            (image["Status"].as_str().unwrap_or("?").to_owned(), image)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let image_now = loop {
+        let (now, image) = status(id.clone()).await;
+        if now != "Creating" || Instant::now() > deadline {
+            break image;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(image_now["Status"], "Available", "{image_now}");
+    assert_eq!(image_now["ImageSize"], "3");
+
+    let exported = client
+        .call(
+            "ExportImage",
+            &params(&[
+                ("ImageId", id.as_str()),
+                ("OSSBucket", "exports"),
+                ("OSSRegionId", "cn-beijing"),
+                ("OSSPrefix", "out/"),
+            ]),
+        )
+        .await
+        .unwrap();
+    let written = target.join("out").join(format!("{id}.qcow2"));
+    assert!(
+        exported["ExportedImageURL"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("out/{id}.qcow2")),
+        "{exported}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client
+            .call("DescribeExportImageStatus", &params(&[("ImageId", id.as_str())]))
+            .await
+            .unwrap();
+        if status["ImageExportStatus"] != "Exporting" || Instant::now() > deadline {
+            assert_eq!(status["ImageExportStatus"], "Exported", "{status}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read(&written).unwrap(), image);
+
+    let missing = client
+        .call("ImportImage", &import("nothing-here.qcow2"))
+        .await
+        .unwrap();
+    let missing = missing["ImageId"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let (now, image) = status(missing.clone()).await;
+        if now != "Creating" || Instant::now() > deadline {
+            break image;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["Status"], "Upload_failed", "{failed}");
+    let transfers = server.control().image_transfers(&missing).await.unwrap();
+    let reason = transfers["Transfers"][0]["Reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("nothing-here.qcow2") && reason.contains("does not exist"),
+        "{transfers}"
+    );
+    server.shutdown().await.unwrap();
+}

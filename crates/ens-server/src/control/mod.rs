@@ -40,6 +40,7 @@ mod clock;
 mod policies;
 pub use policies::policy_json;
 pub mod state;
+mod transfers;
 
 /// The bearer token of the control API. Never printed by `Debug`; compared in constant time.
 pub struct ControlToken(zeroize::Zeroizing<String>);
@@ -293,6 +294,7 @@ pub fn control_router(state: ControlState) -> Router {
             "/images/{image}/build",
             axum::routing::put(clock::set_build_outcome),
         )
+        .route("/images/{image}/transfers", get(transfers::image_transfers))
         .fallback(|| async { ControlError::NotFound("no such control route".into()) })
         .method_not_allowed_fallback(|| async { ControlError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))

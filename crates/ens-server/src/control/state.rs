@@ -286,7 +286,8 @@ fn whole_seconds_now() -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
-fn time_text(time: OffsetDateTime) -> String {
+/// A time as the control API writes it (RFC 3339).
+pub(super) fn time_text(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_default()
 }
 
