@@ -560,6 +560,44 @@ impl Bucket {
         self.folder.as_deref()
     }
 
+    /// Removes what an upload of `key` killed mid-way left in a folder bucket: a local
+    /// upload writes `<file>#<n>` beside its target and renames it only once complete, so a
+    /// killed one leaves that file behind. Nothing to do on S3, where an unfinished upload
+    /// is invisible (and a bucket lifecycle rule removes its parts).
+    pub(crate) fn remove_staged(&self, key: &ObjectPath) -> Result<(), ObjectError> {
+        let Some(folder) = &self.folder else {
+            return Ok(());
+        };
+        let target = folder.path_to_filesystem(key)?;
+        let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+            return Ok(());
+        };
+        let staged = format!("{}#", name.to_string_lossy());
+        let entries = match std::fs::read_dir(parent) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(ObjectError::Removal {
+                    path: parent.to_owned(),
+                    source,
+                })
+            }
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&staged) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed the leftover of an upload killed mid-way")
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(ObjectError::Removal { path, source }),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The same bucket reached through `store` (which must wrap this bucket's own store), so
     /// tests can watch or disturb its traffic.
     #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Streaming copies between the operator's buckets and the service's own image files.
 //!
-//! An import reads the source object once, as a stream: every chunk is counted, hashed
+//! An import reads the source object once, in blocks read by range: every block is counted, hashed
 //! (SHA-256) and written to a multipart upload of the image file; the qcow2 header is parsed
 //! from the first [`HEADER_PROBE_BYTES`] before any upload starts, so a file that is not
 //! qcow2 is refused without writing anything. Once the upload completes, the stored copy's
@@ -11,17 +11,19 @@
 //! being sent, so a copy holds at most `(PARTS_IN_FLIGHT + 1) × part size` bytes of the file.
 //! A part is `PART_BYTES` (8 MiB), or larger for objects over 10 000 parts of that size so
 //! an S3 upload stays within S3's 10 000-part limit: 32 MiB for anything up to 78 GiB, 44 MiB
-//! at the default 100 GiB import limit. Besides that, a copy holds the chunk being read and,
-//! while checking, the L1 table (at most 32 MiB, the parser's limit) or one 8 MiB span of L2
+//! at the default 100 GiB import limit. Besides that, a copy holds the blocks being read
+//! (`READS_AHEAD` of `READ_BLOCK_BYTES`: 8 MiB) and, while checking, the L1 table (at most 32 MiB, the parser's limit) or one 8 MiB span of L2
 //! tables.
 //!
 //! Objects become visible only when their upload completes (S3 multipart uploads and local
 //! staged files both publish at completion), and an aborted upload leaves no object. An
 //! upload whose process is killed leaves its staged file in a local folder, which
-//! [`ImageFiles::discard`] removes for image files; on S3 its parts stay invisible until
+//! [`ImageFiles::discard`] removes for image files, and the next export of the same key for
+//! a bucket; on S3 its parts stay invisible until
 //! the bucket's lifecycle rule for incomplete multipart uploads removes them.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -242,7 +244,7 @@ impl ImageFiles {
         let source_path = object_path("OSSObject", source_key)?;
         let found = source
             .store()
-            .get(&source_path)
+            .head(&source_path)
             .await
             .map_err(|error| match error {
                 object_store::Error::NotFound { .. } => TransferError::SourceMissing {
@@ -251,9 +253,9 @@ impl ImageFiles {
                 },
                 other => TransferError::Storage(other),
             })?;
-        let declared = found.meta.size;
+        let declared = found.size;
         let mut incoming = Incoming {
-            stream: found.into_stream(),
+            stream: read_blocks(source.store(), &source_path, declared),
             hasher: Sha256::new(),
             bytes: 0,
             limit_bytes: limits.max_bytes,
@@ -439,9 +441,10 @@ impl ImageFiles {
     pub async fn export(&self, key: &str, target: &Bucket, target_key: &str) -> Result<u64, TransferError> {
         let source_path = object_path("image file key", key)?;
         let target_path = object_path("OSSObject", target_key)?;
+        target.remove_staged(&target_path)?;
         let found = self
             .store()
-            .get(&source_path)
+            .head(&source_path)
             .await
             .map_err(|error| match error {
                 object_store::Error::NotFound { .. } => {
@@ -449,8 +452,8 @@ impl ImageFiles {
                 }
                 other => TransferError::Storage(other),
             })?;
-        let mut upload = PartWriter::start(target.store().as_ref(), &target_path, found.meta.size).await?;
-        let mut stream = found.into_stream();
+        let mut upload = PartWriter::start(target.store().as_ref(), &target_path, found.size).await?;
+        let mut stream = read_blocks(self.bucket.store(), &source_path, found.size);
         let copied = async {
             let mut bytes: u64 = 0;
             while let Some(chunk) = stream.try_next().await.map_err(TransferError::Storage)? {
@@ -490,6 +493,7 @@ impl ImageFiles {
         target_key: &str,
     ) -> Result<u64, TransferError> {
         let target_path = object_path("OSSObject", target_key)?;
+        target.remove_staged(&target_path)?;
         let len = bytes.len() as u64;
         target
             .store()
@@ -571,6 +575,35 @@ impl Incoming<'_> {
             limit_bytes: self.limit_bytes,
         }
     }
+}
+
+/// Bytes read from a store per request. A store's own streaming read of a local file goes
+/// 8 KiB at a time, each through the blocking thread pool, which made an import ten times
+/// slower than a plain copy (BENCHMARKS.md, "Importing a large image"); whole blocks read by
+/// range cost one request each on S3 and one blocking read each on a folder.
+const READ_BLOCK_BYTES: u64 = 4 << 20;
+
+/// Blocks read ahead while the one before is hashed and written: reading and writing
+/// overlap, and at most this many blocks are held.
+const READS_AHEAD: usize = 2;
+
+/// The `size` bytes of `path` as blocks of [`READ_BLOCK_BYTES`], in order, read by range
+/// [`READS_AHEAD`] at a time.
+fn read_blocks(
+    store: &Arc<dyn ObjectStore>,
+    path: &ObjectPath,
+    size: u64,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    let (store, path) = (Arc::clone(store), path.clone());
+    futures_util::stream::iter(0..size.div_ceil(READ_BLOCK_BYTES))
+        .map(move |block| {
+            let (store, path) = (Arc::clone(&store), path.clone());
+            let start = block.saturating_mul(READ_BLOCK_BYTES);
+            let range = start..start.saturating_add(READ_BLOCK_BYTES).min(size);
+            async move { store.get_range(&path, range).await }
+        })
+        .buffered(READS_AHEAD)
+        .boxed()
 }
 
 /// Part size for an object of `total_bytes`: `PART_BYTES`, or whole MiB large enough to fit
@@ -1098,6 +1131,40 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_export_clears_what_a_killed_upload_of_its_key_left() {
+        let world = World::new();
+        let image = qcow2_with_data(world.dir.path(), 2).await;
+        world.upload("disk.qcow2", &image);
+        let imported = world.import("disk.qcow2", "m-again", 0).await.unwrap();
+        let out = world.bucket_folder("exports").join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        // A killed upload's staged files, and a neighbour that only looks alike.
+        std::fs::write(out.join("m-again.qcow2#1"), b"half").unwrap();
+        std::fs::write(out.join("m-again.qcow2#7"), b"half").unwrap();
+        std::fs::write(out.join("m-again.qcow2.keep"), b"other").unwrap();
+        let files = world.buckets.image_files();
+        files
+            .export(&imported.key, &world.bucket("exports"), "out/m-again.qcow2")
+            .await
+            .unwrap();
+        assert_eq!(
+            files_under(&world.bucket_folder("exports")),
+            ["out/m-again.qcow2", "out/m-again.qcow2.keep"]
+        );
+        std::fs::write(out.join("m-sparse.qcow2#3"), b"half").unwrap();
+        files
+            .export_bytes(
+                Bytes::from_static(b"sparse"),
+                &world.bucket("exports"),
+                "out/m-sparse.qcow2",
+            )
+            .await
+            .unwrap();
+        assert!(!out.join("m-sparse.qcow2#3").exists());
+        assert_eq!(std::fs::read(out.join("m-sparse.qcow2")).unwrap(), b"sparse");
+    }
+
     /// Files under `folder`, relative, sorted (staged upload files included).
     fn files_under(folder: &Path) -> Vec<String> {
         let mut found = Vec::new();
@@ -1258,6 +1325,8 @@ mod tests {
         most_parts_in_flight: AtomicUsize,
         bytes_in_flight: AtomicU64,
         most_bytes_in_flight: AtomicU64,
+        /// Bytes read so far, over every read of the store.
+        read: AtomicU64,
         /// Wakes held parts once `PARTS_IN_FLIGHT` are under way.
         crowd: Notify,
     }
@@ -1363,10 +1432,11 @@ mod tests {
                 return Ok(result);
             };
             let (meta, range) = (result.meta.clone(), result.range.clone());
-            let mut passed = 0_u64;
+            let traffic = Arc::clone(&self.traffic);
             let failing = result.into_stream().map(move |chunk| {
                 let chunk = chunk?;
-                passed += chunk.len() as u64;
+                let passed =
+                    traffic.read.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
                 if passed > limit {
                     Err(object_store::Error::Generic {
                         store: "Watched",

@@ -182,7 +182,10 @@ async fn import(
         build_failure: None,
         release_instance: None,
     };
-    let id = state.store.start_import(&new, &request.disks, now).await?;
+    let id = state
+        .store
+        .start_import(&new, &request.disks, request_id, now)
+        .await?;
     transfers.wake();
     Ok(import_image::response(request_id, id.as_str()))
 }
@@ -210,7 +213,14 @@ async fn export(
     let url = bucket(transfers, &target, "OSSBucket")?.url(&target.key);
     state
         .store
-        .start_export(&caller.principal.account, &request.image_id, &target, &url, now)
+        .start_export(
+            &caller.principal.account,
+            &request.image_id,
+            &target,
+            &url,
+            request_id,
+            now,
+        )
         .await?;
     transfers.wake();
     Ok(export_image::response(request_id, &url))

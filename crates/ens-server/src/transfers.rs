@@ -16,7 +16,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use ens_domain::ObjectName;
 use ens_objects::{Buckets, ImportLimits, TransferError};
-use ens_store::{ImageFile, RequestStore, TransferEnd, TransferJob, TransferKind};
+use ens_policy::image_arn;
+use ens_protocol::Action;
+use ens_store::{AuditEntry, ImageFile, RequestStore, TransferEnd, TransferJob, TransferKind};
 use tokio::sync::Notify;
 
 use crate::AppState;
@@ -166,6 +168,14 @@ async fn run_job(state: &AppState, transfers: &Transfers, job: &TransferJob) {
 /// of the content, removes what was copied and records the reason.
 async fn import(state: &AppState, transfers: &Transfers, job: &TransferJob) {
     let image_files = transfers.buckets.image_files();
+    // A claim after the first starts from nothing: what an earlier holder copied (a whole
+    // disk, or an upload it was killed in) goes first.
+    if job.attempts > 1 {
+        if let Err(error) = image_files.discard(job.image_id.as_str()).await {
+            tracing::warn!(%error, image = %job.image_id, "clearing an earlier import's bytes failed; it will be tried again");
+            return;
+        }
+    }
     let mut files = Vec::with_capacity(job.objects.len());
     for (disk, object) in job.objects.iter().enumerate() {
         let copied = match transfers.buckets.resolve(&object.region, &object.bucket) {
@@ -315,6 +325,7 @@ enum Outcome<'a> {
 async fn record(state: &AppState, transfers: &Transfers, job: &TransferJob, outcome: Outcome<'_>) {
     let store = state.store.as_ref();
     let (worker, now) = (transfers.worker.as_str(), (state.clock)());
+    let failed = matches!(outcome, Outcome::Failed(_));
     let recorded = match outcome {
         Outcome::Imported(files) => store.finish_import(job, worker, files, now).await,
         Outcome::Exported => store.finish_export(job, worker, now).await,
@@ -324,12 +335,40 @@ async fn record(state: &AppState, transfers: &Transfers, job: &TransferJob, outc
         }
     };
     match recorded {
-        Ok(TransferEnd::Recorded) => {}
+        Ok(TransferEnd::Recorded) => audit(state, job, failed).await,
         Ok(TransferEnd::Lost) => {
             tracing::warn!(image = %job.image_id, kind = ?job.kind, "transfer ended elsewhere; outcome not recorded");
         }
         // The lease lapses and the transfer runs again.
         Err(error) => tracing::warn!(%error, image = %job.image_id, "recording a transfer's outcome failed"),
+    }
+}
+
+/// Outcome of a transfer's end in the audit: the call was audited when it was answered;
+/// this record, under the call's RequestId, says how the copy ended.
+const TRANSFER_FAILED: &str = "TransferFailed";
+
+/// Audits the end of `job` (see [`TRANSFER_FAILED`]); the reason itself is in the
+/// transfer's record and the log, not the audit.
+async fn audit(state: &AppState, job: &TransferJob, failed: bool) {
+    let action = match job.kind {
+        TransferKind::Import => Action::ImportImage,
+        TransferKind::Export => Action::ExportImage,
+    };
+    let entry = AuditEntry {
+        at: (state.clock)(),
+        request_id: job.request_id.clone(),
+        account: Some(job.account.clone()),
+        user: None,
+        access_key_id: None,
+        action: action.as_str().to_owned(),
+        resource: image_arn(None, job.account.as_str(), job.image_id.as_str()),
+        source_ip: String::new(),
+        outcome: if failed { TRANSFER_FAILED } else { "Success" }.to_owned(),
+        repeats: 1,
+    };
+    if let Err(error) = state.store.record_audits(&[entry]).await {
+        tracing::warn!(%error, image = %job.image_id, "auditing a transfer's end failed");
     }
 }
 

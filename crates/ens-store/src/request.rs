@@ -915,14 +915,15 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// `ImportImage`: stores `new` as `Creating` on every known node, with its import from
     /// `sources` (one object per disk, system disk first) queued for a transfer worker, in
-    /// one transaction. Returns the new image's ID.
+    /// one transaction; `request_id` is the call's, which the audit of the import's end keeps. Returns the new image's ID.
     async fn start_import(
         &self,
         new: &NewImage,
         sources: &[ObjectName],
+        request_id: &str,
         now: OffsetDateTime,
     ) -> StoreResult<ImageId> {
-        self.store().start_import(new, sources, now).await
+        self.store().start_import(new, sources, request_id, now).await
     }
 
     /// Claims the oldest running transfer nobody holds, or whose holder's lease lapsed,
@@ -982,9 +983,12 @@ pub trait RequestStore: Send + Sync + 'static {
         id: &ImageId,
         target: &ObjectName,
         url: &str,
+        request_id: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        self.store().start_export(owner, id, target, url, now).await
+        self.store()
+            .start_export(owner, id, target, url, request_id, now)
+            .await
     }
 
     /// Ends an export: its object is complete in the bucket.

@@ -62,6 +62,8 @@ pub struct TransferJob {
     pub kind: TransferKind,
     /// The account that asked for it.
     pub account: AccountId,
+    /// The RequestId of the call that asked for it.
+    pub request_id: String,
     /// An import's sources, one per disk (system disk first); an export's one target.
     pub objects: Vec<ObjectName>,
     /// How many times it has been claimed, this claim included: a transfer that keeps
@@ -122,6 +124,7 @@ impl Store {
         &self,
         new: &NewImage,
         sources: &[ObjectName],
+        request_id: &str,
         now: OffsetDateTime,
     ) -> StoreResult<ImageId> {
         let created = format_time(now)?;
@@ -147,7 +150,16 @@ impl Store {
                         .owner
                         .as_ref()
                         .ok_or_else(|| StoreError::Invalid("an imported image has an owner".into()))?;
-                    insert_transfer(&mut *tx, id, TransferKind::Import, owner, None, created).await?;
+                    insert_transfer(
+                        &mut *tx,
+                        id,
+                        TransferKind::Import,
+                        owner,
+                        request_id,
+                        None,
+                        created,
+                    )
+                    .await?;
                     insert_objects(&mut *tx, id, TransferKind::Import, sources).await?;
                     Ok((tx, ()))
                 })
@@ -171,18 +183,32 @@ impl Store {
     ) -> StoreResult<Option<TransferJob>> {
         let (now_ms, until) = (millis(now)?, millis(now + lease)?);
         let sql = format!(
-            "SELECT image_id, kind, account_id, attempts FROM image_transfers \
+            "SELECT image_id, kind, account_id, attempts, request_id FROM image_transfers \
              WHERE state = 'running' AND (lease_until IS NULL OR lease_until < $1) \
              ORDER BY created_at, image_id LIMIT 1{}",
             self.dialect.lock(Lock::UpdateSkipLocked)
         );
         let sql = sql.as_str();
+        // Workers poll every second on every replica: most polls find nothing, and a read
+        // tells so without taking the write lock (SQLite) or a transaction (PostgreSQL).
+        let mut look = self.session(crate::engine::Access::ReadOne).await?;
+        let due = look
+            .exists(
+                "SELECT 1 FROM image_transfers WHERE state = 'running' AND (lease_until IS NULL OR lease_until < $1)",
+                &[now_ms.into()],
+            )
+            .await?;
+        drop(look);
+        if !due {
+            return Ok(None);
+        }
         self.write(|mut tx| async move {
             let Some(mut row) = tx.row(sql, &[now_ms.into()]).await? else {
                 return Ok((tx, None));
             };
             let (image, kind, account) = (row.text(0)?, row.text(1)?, row.text(2)?);
             let attempts = row.int(3)?.saturating_add(1);
+            let request_id = row.text(4)?;
             tx.execute(
                 "UPDATE image_transfers SET lease_owner = $1, lease_until = $2, attempts = $3 \
                  WHERE image_id = $4 AND kind = $5",
@@ -215,6 +241,7 @@ impl Store {
                 image_id: ImageId::parse(&image).map_err(corrupt)?,
                 kind: TransferKind::parse(&kind)?,
                 account: crate::rows::account_from(&account)?,
+                request_id,
                 objects,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             };
@@ -379,6 +406,7 @@ impl Store {
         id: &ImageId,
         target: &ObjectName,
         url: &str,
+        request_id: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         let created = format_time(now)?;
@@ -407,7 +435,16 @@ impl Store {
                 &[key.into()],
             )
             .await?;
-            insert_transfer(&mut *tx, key, TransferKind::Export, owner, Some(url), created).await?;
+            insert_transfer(
+                &mut *tx,
+                key,
+                TransferKind::Export,
+                owner,
+                request_id,
+                Some(url),
+                created,
+            )
+            .await?;
             insert_objects(&mut *tx, key, TransferKind::Export, std::slice::from_ref(target)).await?;
             Ok((tx, ()))
         })
@@ -646,16 +683,18 @@ async fn insert_transfer(
     image: &str,
     kind: TransferKind,
     account: &AccountId,
+    request_id: &str,
     url: Option<&str>,
     created: &str,
 ) -> StoreResult<()> {
     tx.execute(
-        "INSERT INTO image_transfers (image_id, kind, account_id, state, url, created_at) \
-         VALUES ($1, $2, $3, 'running', $4, $5)",
+        "INSERT INTO image_transfers (image_id, kind, account_id, request_id, state, url, created_at) \
+         VALUES ($1, $2, $3, $4, 'running', $5, $6)",
         &[
             image.into(),
             kind.as_str().into(),
             account.as_str().into(),
+            request_id.into(),
             url.into(),
             created.into(),
         ],

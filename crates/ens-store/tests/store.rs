@@ -1913,7 +1913,7 @@ mod transfers {
             release_instance: None,
         };
         let sources = [object("images-in", &format!("{name}.qcow2"))];
-        store.start_import(&new, &sources, NOW).await.unwrap()
+        store.start_import(&new, &sources, "R-import", NOW).await.unwrap()
     }
 
     fn file(id: &ImageId, disk: u32, size_gib: u64) -> ImageFile {
@@ -2063,12 +2063,17 @@ mod transfers {
 
         let target = object("exports", &format!("out/{id}.qcow2"));
         let url = format!("file:///buckets/exports/out/{id}.qcow2");
-        store.start_export(&alice, &id, &target, &url, NOW).await.unwrap();
+        store
+            .start_export(&alice, &id, &target, &url, "R-export", NOW)
+            .await
+            .unwrap();
         assert_eq!(
             store.export_status(&alice, &id).await.unwrap(),
             ExportStatus::Exporting
         );
-        let again = store.start_export(&alice, &id, &target, &url, NOW).await;
+        let again = store
+            .start_export(&alice, &id, &target, &url, "R-export", NOW)
+            .await;
         assert!(
             matches!(again, Err(StoreError::Image(ImageError::ExportRunning))),
             "{again:?}"
@@ -2110,7 +2115,10 @@ mod transfers {
         assert_eq!((by_name.total_count, by_name.items.len()), (0, 0));
 
         // A second export replaces the first; this one fails.
-        store.start_export(&alice, &id, &target, &url, NOW).await.unwrap();
+        store
+            .start_export(&alice, &id, &target, &url, "R-export", NOW)
+            .await
+            .unwrap();
         let job = claim(store, "w1").await;
         store
             .fail_transfer(&job, "w1", "bucket unreachable", NOW)
@@ -2131,7 +2139,9 @@ mod transfers {
             .modify_image_shares(&alice, &id, std::slice::from_ref(&bob), &[], NOW)
             .await
             .unwrap();
-        let shared_in = store.start_export(&bob, &id, &target, &url, NOW).await;
+        let shared_in = store
+            .start_export(&bob, &id, &target, &url, "R-export", NOW)
+            .await;
         assert!(
             matches!(shared_in, Err(StoreError::Image(ImageError::NotOwner))),
             "{shared_in:?}"
@@ -2149,13 +2159,17 @@ mod transfers {
             .remove(0)
             .image
             .id;
-        let refused = store.start_export(&alice, &public, &target, &url, NOW).await;
+        let refused = store
+            .start_export(&alice, &public, &target, &url, "R-export", NOW)
+            .await;
         assert!(
             matches!(refused, Err(StoreError::Image(ImageError::PublicImage))),
             "{refused:?}"
         );
         let creating = importing(store, &alice, "not-yet").await;
-        let refused = store.start_export(&alice, &creating, &target, &url, NOW).await;
+        let refused = store
+            .start_export(&alice, &creating, &target, &url, "R-export", NOW)
+            .await;
         assert!(
             matches!(
                 refused,
@@ -2170,7 +2184,7 @@ mod transfers {
         let id = imported(store, &alice, "short-lived").await;
         let target = object("exports", &format!("{id}.qcow2"));
         store
-            .start_export(&alice, &id, &target, "url", NOW)
+            .start_export(&alice, &id, &target, "url", "R-export", NOW)
             .await
             .unwrap();
         store.delete_image(&alice, &id).await.unwrap();

@@ -30,6 +30,8 @@ CREATE TABLE image_transfers (
     image_id     TEXT NOT NULL,
     kind         TEXT NOT NULL,
     account_id   TEXT NOT NULL,
+    -- The RequestId of the call that asked for it: the audit records its end under it too.
+    request_id   TEXT NOT NULL,
     state        TEXT NOT NULL,
     url          TEXT,
     reason       TEXT,
