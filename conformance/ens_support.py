@@ -237,7 +237,9 @@ def _server_env(ak: Optional[str], secret: Optional[str],
 def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[str] = None,
                  secret: Optional[str] = None, log_name: str = "server",
                  build_seconds: Optional[float] = None,
-                 extra_args: Sequence[str] = ()) -> ServerProcess:
+                 extra_args: Sequence[str] = (),
+                 env: Optional[Dict[str, str]] = None) -> ServerProcess:
+    """`env`: extra environment variables for the server process only."""
     binary = require_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"{data_dir.name}.{log_name}.{secrets.token_hex(3)}.stderr.log"
@@ -247,17 +249,20 @@ def spawn_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[st
     if build_seconds is not None:
         cmd += ["--image-build-seconds", repr(float(build_seconds))]
     cmd += list(extra_args)
+    process_env = _server_env(ak, secret, data_dir)
+    process_env.update(env or {})
     with open(stderr_path, "wb") as stderr_file:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr_file, env=_server_env(ak, secret, data_dir))
+                                stderr=stderr_file, env=process_env)
     return ServerProcess(proc, data_dir, stderr_path, ak, secret)
 
 
 def start_server(data_dir: Path, catalog: Optional[Path] = None, ak: Optional[str] = None,
                  secret: Optional[str] = None, log_name: str = "server",
                  build_seconds: Optional[float] = None,
-                 extra_args: Sequence[str] = ()) -> ServerProcess:
-    server = spawn_server(data_dir, catalog, ak, secret, log_name, build_seconds, extra_args)
+                 extra_args: Sequence[str] = (),
+                 env: Optional[Dict[str, str]] = None) -> ServerProcess:
+    server = spawn_server(data_dir, catalog, ak, secret, log_name, build_seconds, extra_args, env)
     server.wait_listening()
     return server
 
@@ -1048,7 +1053,8 @@ class World:
     admin CLI, and fresh accounts on demand (a fresh account sees only what the test made)."""
 
     def __init__(self, base: Path, build_seconds: float = 0, log_name: str = "world",
-                 catalog: Optional[Dict[str, Any]] = None):
+                 catalog: Optional[Dict[str, Any]] = None, extra_args: Sequence[str] = (),
+                 env: Optional[Dict[str, str]] = None):
         self.base = Path(base)
         self.data_dir = self.base / "data"
         self.catalog = catalog if catalog is not None else make_family_catalog()
@@ -1057,9 +1063,13 @@ class World:
         self.build_seconds = build_seconds
         self.ak, self.secret = new_access_key()
         self.log_name = log_name
+        # Further `serve` options and server environment, kept for every restart.
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.server = start_server(self.data_dir, catalog=self.catalog_path, ak=self.ak,
                                    secret=self.secret, log_name=log_name,
-                                   build_seconds=build_seconds)
+                                   build_seconds=build_seconds, extra_args=self.extra_args,
+                                   env=self.env)
         self.admin = Admin(self.data_dir)
         root = [a for a in self.admin.accounts() if self.ak in a.get("AccessKeyIds", [])]
         assert len(root) == 1, f"root key {self.ak} must belong to exactly one account"
@@ -1085,7 +1095,8 @@ class World:
             self.build_seconds = build_seconds
         self.server = start_server(self.data_dir, catalog=None, ak=None, secret=None,
                                    log_name=log_name or f"{self.log_name}-again",
-                                   build_seconds=self.build_seconds)
+                                   build_seconds=self.build_seconds,
+                                   extra_args=self.extra_args, env=self.env)
         return self.server
 
     def stop(self) -> None:

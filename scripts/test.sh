@@ -15,6 +15,21 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "qemu-img (the qcow2 unit tests and the import/export conformance tests make and read qcow2 files with it)"
+if ! command -v qemu-img >/dev/null 2>&1; then
+    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "scripts/test.sh: qemu-img is missing; install qemu-utils (apt-get install qemu-utils, as root)" >&2
+        exit 1
+    fi
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-utils
+    if ! command -v qemu-img >/dev/null 2>&1; then
+        echo "scripts/test.sh: qemu-utils was installed but qemu-img is still not on PATH" >&2
+        exit 1
+    fi
+fi
+qemu-img --version | head -n 1
+
 step "cargo test"
 cargo test --workspace --locked
 
