@@ -5,8 +5,11 @@
 
 Makes a qcow2 of GIB GiB (default 5) of random data with qemu-img under WORK_DIR (default
 target/import-bench, on the disk the service would use), then, three times each:
-- a plain copy of it from the bucket folder into the data directory's disk, `cp` then `sync`
-  (ImportImage also syncs what it writes);
+- two plain copies of it from the bucket folder into the data directory's disk, both made
+  durable as ImportImage makes its file: `cp` then `sync` (coreutils' cp copies inside the
+  kernel, copy_file_range, without the bytes ever reaching a program), and
+  `dd bs=8M conv=fsync` (the bytes pass through a program, as they must for any copy that
+  checksums them);
 - ImportImage of it through `ens-images call`, timed from the call to the image's
   `Available`, with the server's resident memory before the import and its high-water mark
   after it (/proc/PID/status VmRSS, VmHWM).
@@ -65,15 +68,17 @@ def main() -> None:
     size = source.stat().st_size
     print(f"source: {size / 2**30:.2f} GiB qcow2 made in {time.monotonic() - started:.0f} s")
 
-    copies = []
+    copies = {"cp": [], "dd": []}
     for run in range(RUNS):
-        target = work / "data" / f"copy-{run}.qcow2"
-        started = time.monotonic()
-        sh("cp", str(source), str(target))
-        sh("sync")
-        copies.append(time.monotonic() - started)
-        target.unlink()
-        print(f"plain copy {run + 1}: {copies[-1]:.2f} s, {size / copies[-1] / 2**20:.0f} MiB/s")
+        for tool, command in (("cp", ["sh", "-c", 'cp "$0" "$1" && sync']),
+                              ("dd", ["sh", "-c", 'dd if="$0" of="$1" bs=8M conv=fsync status=none'])):
+            target = work / "data" / f"copy-{run}.qcow2"
+            started = time.monotonic()
+            sh(*command, str(source), str(target))
+            copies[tool].append(time.monotonic() - started)
+            target.unlink()
+            elapsed = copies[tool][-1]
+            print(f"plain copy ({tool}) {run + 1}: {elapsed:.2f} s, {size / elapsed / 2**20:.0f} MiB/s")
 
     server = subprocess.Popen(
         [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(work / "data"),
@@ -113,10 +118,11 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    copy, imported = statistics.median(copies), statistics.median(imports)
-    print(f"median: plain copy {copy:.2f} s, import {imported:.2f} s: the import runs at "
-          f"{copy / imported:.0%} of the plain copy's speed; RSS grew by at most "
-          f"{max(growth):.0f} MiB")
+    imported = statistics.median(imports)
+    cp, dd = statistics.median(copies["cp"]), statistics.median(copies["dd"])
+    print(f"median: import {imported:.2f} s ({size / imported / 2**20:.0f} MiB/s); cp {cp:.2f} s: "
+          f"the import runs at {cp / imported:.0%} of its speed; dd {dd:.2f} s: at "
+          f"{dd / imported:.0%} of its speed; RSS grew by at most {max(growth):.0f} MiB")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,26 +1,26 @@
 //! Streaming copies between the operator's buckets and the service's own image files.
 //!
-//! An import reads the source object once, in blocks read by range: every block is counted, hashed
-//! (SHA-256) and written to a multipart upload of the image file; the qcow2 header is parsed
-//! from the first [`HEADER_PROBE_BYTES`] before any upload starts, so a file that is not
-//! qcow2 is refused without writing anything. Once the upload completes, the stored copy's
-//! tables are read back by range to refuse a truncated image. A failed import leaves no
-//! image file behind.
+//! An import reads the source object once, in blocks read by range: every block is counted,
+//! hashed (SHA-256) and sent as a part of a multipart upload of the image file; the qcow2
+//! header is parsed from the first [`HEADER_PROBE_BYTES`] before any upload starts, so a
+//! file that is not qcow2 is refused without writing anything. Once the upload completes,
+//! the stored copy's tables are read back by range to refuse a truncated image. A failed
+//! import leaves no image file behind.
 //!
-//! Memory: an upload buffers one part while at most `PARTS_IN_FLIGHT` (3) earlier parts are
-//! being sent, so a copy holds at most `(PARTS_IN_FLIGHT + 1) × part size` bytes of the file.
-//! A part is `PART_BYTES` (8 MiB), or larger for objects over 10 000 parts of that size so
-//! an S3 upload stays within S3's 10 000-part limit: 32 MiB for anything up to 78 GiB, 44 MiB
-//! at the default 100 GiB import limit. Besides that, a copy holds the blocks being read
-//! (`READS_AHEAD` of `READ_BLOCK_BYTES`: 8 MiB) and, while checking, the L1 table (at most 32 MiB, the parser's limit) or one 8 MiB span of L2
-//! tables.
+//! Memory: the object is read in blocks of one part each, at most `READS_AHEAD` (2) ahead,
+//! and each block is sent as a part as it is, with at most `PARTS_IN_FLIGHT` (3) parts being
+//! sent; so a copy holds at most `(READS_AHEAD + PARTS_IN_FLIGHT) × part size` bytes of the
+//! file. A part is `PART_BYTES` (8 MiB), or larger for objects over 10 000 parts of that
+//! size so an S3 upload stays within S3's 10 000-part limit: 40 MiB for anything up to
+//! 78 GiB, 55 MiB at the default 100 GiB import limit. While checking, a copy also holds the
+//! L1 table (at most 32 MiB, the parser's limit) or one 8 MiB span of L2 tables.
 //!
 //! Objects become visible only when their upload completes (S3 multipart uploads and local
 //! staged files both publish at completion), and an aborted upload leaves no object. An
 //! upload whose process is killed leaves its staged file in a local folder, which
 //! [`ImageFiles::discard`] removes for image files, and the next export of the same key for
-//! a bucket; on S3 its parts stay invisible until
-//! the bucket's lifecycle rule for incomplete multipart uploads removes them.
+//! a bucket; on S3 its parts stay invisible until the bucket's lifecycle rule for incomplete
+//! multipart uploads removes them.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -29,8 +29,9 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
 
 use ens_domain::{ImageId, InvalidField};
 
@@ -280,13 +281,13 @@ impl ImageFiles {
             .collect();
         let header = Header::parse(&probe)?;
 
-        let mut upload = PartWriter::start(self.store(), target, declared).await?;
+        let mut upload = PartWriter::start(self.store(), target).await?;
         let copied = async {
-            for chunk in &leading {
-                upload.write(chunk).await?;
+            for chunk in leading {
+                upload.send(chunk).await?;
             }
             while let Some(chunk) = incoming.next().await? {
-                upload.write(&chunk).await?;
+                upload.send(chunk).await?;
             }
             Ok(())
         }
@@ -452,13 +453,13 @@ impl ImageFiles {
                 }
                 other => TransferError::Storage(other),
             })?;
-        let mut upload = PartWriter::start(target.store().as_ref(), &target_path, found.size).await?;
+        let mut upload = PartWriter::start(target.store().as_ref(), &target_path).await?;
         let mut stream = read_blocks(self.bucket.store(), &source_path, found.size);
         let copied = async {
             let mut bytes: u64 = 0;
             while let Some(chunk) = stream.try_next().await.map_err(TransferError::Storage)? {
                 bytes += chunk.len() as u64;
-                upload.write(&chunk).await?;
+                upload.send(chunk).await?;
             }
             Ok(bytes)
         }
@@ -577,29 +578,27 @@ impl Incoming<'_> {
     }
 }
 
-/// Bytes read from a store per request. A store's own streaming read of a local file goes
-/// 8 KiB at a time, each through the blocking thread pool, which made an import ten times
-/// slower than a plain copy (BENCHMARKS.md, "Importing a large image"); whole blocks read by
-/// range cost one request each on S3 and one blocking read each on a folder.
-const READ_BLOCK_BYTES: u64 = 4 << 20;
-
 /// Blocks read ahead while the one before is hashed and written: reading and writing
 /// overlap, and at most this many blocks are held.
 const READS_AHEAD: usize = 2;
 
-/// The `size` bytes of `path` as blocks of [`READ_BLOCK_BYTES`], in order, read by range
-/// [`READS_AHEAD`] at a time.
+/// The `size` bytes of `path` as blocks of one part each ([`part_size`]), in order, read by
+/// range [`READS_AHEAD`] at a time. A store's own streaming read of a local file goes 8 KiB
+/// at a time, each through the blocking thread pool, which made an import ten times slower
+/// than a plain copy (BENCHMARKS.md, "Importing a large image"); a whole part read by range
+/// costs one request on S3 and one blocking read on a folder, and is sent on as it is.
 fn read_blocks(
     store: &Arc<dyn ObjectStore>,
     path: &ObjectPath,
     size: u64,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
     let (store, path) = (Arc::clone(store), path.clone());
-    futures_util::stream::iter(0..size.div_ceil(READ_BLOCK_BYTES))
+    let block_bytes = part_size(size);
+    futures_util::stream::iter(0..size.div_ceil(block_bytes))
         .map(move |block| {
             let (store, path) = (Arc::clone(&store), path.clone());
-            let start = block.saturating_mul(READ_BLOCK_BYTES);
-            let range = start..start.saturating_add(READ_BLOCK_BYTES).min(size);
+            let start = block.saturating_mul(block_bytes);
+            let range = start..start.saturating_add(block_bytes).min(size);
             async move { store.get_range(&path, range).await }
         })
         .buffered(READS_AHEAD)
@@ -608,56 +607,71 @@ fn read_blocks(
 
 /// Part size for an object of `total_bytes`: `PART_BYTES`, or whole MiB large enough to fit
 /// in `MAX_PARTS` parts.
-fn part_size(total_bytes: u64) -> usize {
-    let spread = total_bytes.div_ceil(MAX_PARTS).next_multiple_of(MIB);
-    usize::try_from(spread.max(PART_BYTES)).unwrap_or(usize::MAX)
+fn part_size(total_bytes: u64) -> u64 {
+    total_bytes
+        .div_ceil(MAX_PARTS)
+        .next_multiple_of(MIB)
+        .max(PART_BYTES)
 }
 
-/// A multipart upload fed chunk by chunk, never with more than `PARTS_IN_FLIGHT` parts
-/// being sent.
+/// A multipart upload fed whole parts, never with more than `PARTS_IN_FLIGHT` of them
+/// being sent: each block read is sent as it is, without being copied into a part buffer.
 struct PartWriter {
-    upload: WriteMultipart,
-    part_bytes: usize,
+    upload: Box<dyn MultipartUpload>,
+    sending: JoinSet<object_store::Result<()>>,
 }
 
 impl PartWriter {
-    async fn start(
-        store: &dyn ObjectStore,
-        path: &ObjectPath,
-        total_bytes: u64,
-    ) -> Result<Self, TransferError> {
-        let part_bytes = part_size(total_bytes);
+    async fn start(store: &dyn ObjectStore, path: &ObjectPath) -> Result<Self, TransferError> {
         let upload = store.put_multipart(path).await.map_err(TransferError::Storage)?;
         Ok(Self {
-            upload: WriteMultipart::new_with_chunk_size(upload, part_bytes),
-            part_bytes,
+            upload,
+            sending: JoinSet::new(),
         })
     }
 
-    /// Buffers `chunk`, waiting for a part to finish first whenever `PARTS_IN_FLIGHT` are
-    /// under way; each step adds at most one part, so the bound holds for any chunk size.
-    async fn write(&mut self, mut chunk: &[u8]) -> Result<(), TransferError> {
-        while !chunk.is_empty() {
-            self.upload
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(TransferError::Storage)?;
-            let (now, rest) = chunk.split_at(chunk.len().min(self.part_bytes));
-            self.upload.write(now);
-            chunk = rest;
+    /// Sends `part` as the next part, first waiting for one to finish whenever
+    /// `PARTS_IN_FLIGHT` are under way.
+    async fn send(&mut self, part: Bytes) -> Result<(), TransferError> {
+        while self.sending.len() >= PARTS_IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        self.sending.spawn(self.upload.put_part(PutPayload::from(part)));
+        Ok(())
+    }
+
+    /// Waits for one part being sent.
+    async fn settle_one(&mut self) -> Result<(), TransferError> {
+        match self.sending.join_next().await {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(error))) => Err(TransferError::Storage(error)),
+            Some(Err(failed)) => Err(TransferError::Storage(object_store::Error::Generic {
+                store: "upload",
+                source: Box::new(failed),
+            })),
+        }
+    }
+
+    /// Waits for every part being sent.
+    async fn settle(&mut self) -> Result<(), TransferError> {
+        while !self.sending.is_empty() {
+            self.settle_one().await?;
         }
         Ok(())
     }
 
-    /// Sends the last part and publishes the object.
-    async fn finish(self) -> Result<(), TransferError> {
-        self.upload.finish().await.map_err(TransferError::Storage)?;
+    /// Waits for the parts and publishes the object.
+    async fn finish(mut self) -> Result<(), TransferError> {
+        self.settle().await?;
+        self.upload.complete().await.map_err(TransferError::Storage)?;
         Ok(())
     }
 
     /// Drops the parts sent so far; the object never appears. A failure here only leaves
     /// parts for the store's own clean-up, so it is logged rather than returned.
-    async fn abort(self) {
+    async fn abort(mut self) {
+        self.sending.abort_all();
+        while self.sending.join_next().await.is_some() {}
         if let Err(error) = self.upload.abort().await {
             tracing::warn!(%error, "could not abort a multipart upload");
         }
@@ -1188,11 +1202,14 @@ mod tests {
         let world = World::new();
         let exports = world.bucket("exports");
         let target = ObjectPath::parse("out/partial.qcow2").unwrap();
-        let mut upload = PartWriter::start(exports.store().as_ref(), &target, 0)
+        let mut upload = PartWriter::start(exports.store().as_ref(), &target)
             .await
             .unwrap();
-        upload.write(&vec![7_u8; 9 * 1024 * 1024]).await.unwrap();
-        upload.upload.wait_for_capacity(0).await.unwrap();
+        upload
+            .send(Bytes::from(vec![7_u8; 9 * 1024 * 1024]))
+            .await
+            .unwrap();
+        upload.settle().await.unwrap();
 
         let head = exports.store().head(&target).await;
         assert!(
@@ -1232,12 +1249,13 @@ mod tests {
     fn parts_stay_few_and_small() {
         assert_eq!(part_size(5 * GIB), 8 << 20);
         for total in [0, 5 * GIB, 78 * GIB, 100 * GIB, 1 << 40] {
-            let part = part_size(total) as u64;
+            let part = part_size(total);
             assert!(total.div_ceil(part) <= MAX_PARTS, "{total}");
             assert_eq!(part % MIB, 0);
         }
+        // Parts being sent, and blocks read ahead that become the next parts.
         let peak_at_limit =
-            (PARTS_IN_FLIGHT as u64 + 1) * part_size(ImportLimits::default().max_bytes) as u64;
+            (PARTS_IN_FLIGHT + READS_AHEAD) as u64 * part_size(ImportLimits::default().max_bytes);
         assert!(peak_at_limit < 64 * MIB, "{peak_at_limit}");
     }
 
@@ -1274,8 +1292,8 @@ mod tests {
             most_in_flight <= PARTS_IN_FLIGHT as u64 * PART_BYTES,
             "{most_in_flight}"
         );
-        // Plus the one part being filled: the whole bound.
-        assert!(most_in_flight + PART_BYTES <= 32 * MIB);
+        // Plus the blocks read ahead: the whole bound.
+        assert!(most_in_flight + READS_AHEAD as u64 * PART_BYTES <= 40 * MIB);
 
         let out = Arc::new(Traffic::default());
         let exports = watched(&world.bucket("exports"), &out, None);
