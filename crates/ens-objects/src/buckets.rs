@@ -439,6 +439,9 @@ pub struct Bucket {
     /// The same store when it is a local folder, for the filesystem clean-ups only a folder
     /// needs.
     folder: Option<Arc<LocalFileSystem>>,
+    /// Whether a transfer may copy the folder's files itself, bypassing `store` (false for
+    /// S3, and for a test's store that watches the traffic).
+    files_direct: bool,
     /// Base of the public URL of an object.
     public_url: Url,
 }
@@ -477,6 +480,7 @@ impl Bucket {
             name: name.to_owned(),
             store: Arc::clone(&local) as Arc<dyn ObjectStore>,
             folder: Some(local),
+            files_direct: true,
             public_url,
         })
     }
@@ -528,6 +532,7 @@ impl Bucket {
             name: name.to_owned(),
             store: Arc::new(store),
             folder: None,
+            files_direct: false,
             public_url,
         })
     }
@@ -558,6 +563,11 @@ impl Bucket {
     /// The local store when the bucket is a folder.
     pub(crate) fn folder(&self) -> Option<&LocalFileSystem> {
         self.folder.as_deref()
+    }
+
+    /// The folder when a transfer may copy its files directly (see `local_copy`).
+    pub(crate) fn direct_folder(&self) -> Option<&LocalFileSystem> {
+        self.folder.as_deref().filter(|_| self.files_direct)
     }
 
     /// Removes what an upload of `key` killed mid-way left in a folder bucket: a local
@@ -603,6 +613,7 @@ impl Bucket {
     #[cfg(test)]
     pub(crate) fn with_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
         self.store = store;
+        self.files_direct = false;
         self
     }
 }

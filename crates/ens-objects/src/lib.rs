@@ -12,6 +12,7 @@
 //! Everything streams: no transfer holds more than a few parts of a file in memory.
 
 mod buckets;
+mod local_copy;
 pub mod qcow2;
 mod transfer;
 

@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 use ens_domain::{ImageId, InvalidField};
 
 use crate::buckets::{object_path, Bucket, ObjectError};
+use crate::local_copy::copy_between_folders;
 use crate::qcow2::{Header, Qcow2Error, HEADER_PROBE_BYTES};
 
 /// Size of one uploaded part for objects up to `MAX_PARTS × PART_BYTES`.
@@ -255,6 +256,39 @@ impl ImageFiles {
                 other => TransferError::Storage(other),
             })?;
         let declared = found.size;
+        if declared > limits.max_bytes {
+            return Err(TransferError::TooLarge {
+                bucket: source.name().to_owned(),
+                key: source_key.to_owned(),
+                limit_bytes: limits.max_bytes,
+            });
+        }
+        if let (Some(from), Some(into), true) =
+            (source.direct_folder(), self.bucket.direct_folder(), declared > 0)
+        {
+            let source_file = from
+                .path_to_filesystem(&source_path)
+                .map_err(TransferError::Storage)?;
+            let target_file = into.path_to_filesystem(target).map_err(TransferError::Storage)?;
+            let copied = tokio::task::spawn_blocking(move || {
+                copy_between_folders(&source_file, &target_file, declared)
+            })
+            .await
+            .map_err(|failed| {
+                TransferError::Storage(object_store::Error::Generic {
+                    store: "local folder",
+                    source: Box::new(failed),
+                })
+            })??;
+            self.check_tables(target, &copied.header, copied.bytes).await?;
+            return Ok(ImportedFile {
+                key: target.to_string(),
+                bytes: copied.bytes,
+                sha256: copied.sha256,
+                virtual_size: copied.header.virtual_size,
+                size_gib: copied.header.size_gib(),
+            });
+        }
         let mut incoming = Incoming {
             stream: read_blocks(source.store(), &source_path, declared),
             hasher: Sha256::new(),
@@ -263,9 +297,6 @@ impl ImageFiles {
             bucket: source.name(),
             key: source_key,
         };
-        if declared > limits.max_bytes {
-            return Err(incoming.too_large());
-        }
 
         let leading = incoming.leading(HEADER_PROBE_BYTES).await?;
         if leading.is_empty() {
@@ -1279,6 +1310,8 @@ mod tests {
             .unwrap();
 
         assert_eq!(imported.bytes, image.len() as u64);
+        // Through the store (not the folder-to-folder copy): the same checksum.
+        assert_eq!(imported.sha256, hex::encode(Sha256::digest(&image)));
         assert_eq!(traffic.bytes.load(Ordering::SeqCst), imported.bytes);
         assert!(traffic.parts.load(Ordering::SeqCst) >= 5);
         assert_eq!(traffic.largest_part.load(Ordering::SeqCst), PART_BYTES);
