@@ -913,6 +913,12 @@ def test_export_refused_while_creating_or_exporting(stall_world, sources):
     assert only(self_images(api), creating)["Status"] == "Creating"
     assert not (bucket_dir(w, "exports") / f"{ready}.qcow2").exists()
 
+    # Two transfers hang on the silent endpoint; the server runs others beside them.
+    beside = import_image(api, **import_params("Beside", key="small.qcow2"))
+    wait_import(api, beside, log=lambda: server_log(w))
+    assert only(self_images(api), beside)["Status"] == "Available"
+    assert export_status(api, ready) == "Exporting"
+
 
 # ---------------------------------------------------------------------------------------
 # An image made by CreateImage: a sparse qcow2 of its system disk's size

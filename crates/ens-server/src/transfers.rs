@@ -34,6 +34,8 @@ pub struct TransferSettings {
     pub poll: Duration,
     /// Claims of one transfer before a storage failure ends it.
     pub max_attempts: u32,
+    /// Transfers one server runs at once.
+    pub concurrent: usize,
     /// Bounds on imported objects.
     pub import_limits: ImportLimits,
     /// How often image files nothing refers to are looked for and removed.
@@ -46,6 +48,7 @@ impl Default for TransferSettings {
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             max_attempts: 5,
+            concurrent: 4,
             import_limits: ImportLimits::default(),
             sweep_every: Duration::from_secs(600),
         }
@@ -96,35 +99,43 @@ impl Transfers {
 /// Most deleted images' files removed per sweep round.
 const REMOVALS_PER_ROUND: u32 = 100;
 
-/// Runs transfers as long as the server serves: claims one at a time, and sweeps files
-/// nothing refers to at start and every `sweep_every`.
+/// Runs transfers as long as the server serves, up to `concurrent` at once (so a long import
+/// does not hold up a small export), and sweeps files nothing refers to at start and every
+/// `sweep_every`.
 pub(crate) async fn run(state: AppState) {
     let Some(transfers) = state.transfers.clone() else {
         return;
     };
     let store = Arc::clone(&state.store);
+    let mut running = tokio::task::JoinSet::new();
     let mut last_sweep: Option<tokio::time::Instant> = None;
     loop {
         if last_sweep.is_none_or(|at| at.elapsed() >= transfers.settings.sweep_every) {
             last_sweep = Some(tokio::time::Instant::now());
             sweep(store.as_ref(), &transfers).await;
         }
-        let claimed = store
-            .claim_transfer(&transfers.worker, (state.clock)(), transfers.settings.lease)
-            .await;
-        match claimed {
-            Ok(Some(job)) => {
-                run_job(&state, &transfers, &job).await;
-                continue;
+        while running.len() < transfers.settings.concurrent {
+            let claimed = store
+                .claim_transfer(&transfers.worker, (state.clock)(), transfers.settings.lease)
+                .await;
+            match claimed {
+                Ok(Some(job)) => {
+                    let (state, transfers) = (state.clone(), Arc::clone(&transfers));
+                    running.spawn(async move { run_job(&state, &transfers, &job).await });
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming a transfer failed");
+                    break;
+                }
             }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "claiming a transfer failed"),
         }
         // Deleted images' files go as soon as nothing reads them.
         remove_deleted(store.as_ref(), &transfers).await;
         tokio::select! {
             () = transfers.wake.notified() => {}
             () = tokio::time::sleep(transfers.settings.poll) => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
         }
     }
 }
