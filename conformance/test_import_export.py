@@ -591,6 +591,50 @@ def test_s3_import_share_export_round_trip(s3world, moto, sources):
                  OSSBucket="s3-out", OSSRegionId=REGION)
 
 
+def test_image_files_on_s3(tmp_path_factory, moto, sources):
+    """Image files kept in an S3 bucket (how replicas on several hosts share them): an import
+    from a folder bucket lands in that bucket as images/<id>/disk-0.qcow2, byte for byte, the
+    export reads it back from there, and deleting the image removes the object."""
+    real = "ens-image-files"
+    moto.client.create_bucket(Bucket=real)
+    base = tmp_path_factory.mktemp("ens-s3-files")
+    config = {"image_files": {"s3": {"endpoint": moto.endpoint, "bucket": real,
+                                     "region": "us-east-1", "allow_http": True}}}
+    buckets_file = base / "buckets.json"
+    buckets_file.write_text(json.dumps(config), "utf-8")
+    w = World(base, build_seconds=0, log_name="s3-files",
+              extra_args=["--buckets", str(buckets_file)],
+              env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_SESSION_TOKEN": ""})
+    try:
+        me = w.new_tenant()
+        api = w.sdk(me)
+        shutil.copyfile(sources.medium, bucket_dir(w, "images-in") / "medium.qcow2")
+        bucket_dir(w, "exports")
+        image_id = import_image(api, **import_params("On-s3", key="medium.qcow2"))
+        wait_import(api, image_id, log=lambda: server_log(w))
+        key = f"images/{image_id}/disk-0.qcow2"
+        stored = moto.client.get_object(Bucket=real, Key=key)["Body"].read()
+        assert stored == sources.medium.read_bytes(), "the image file in S3 is the source"
+        assert not (w.data_dir / "image-files").exists() or \
+            not any((w.data_dir / "image-files").rglob("*.qcow2")), "nothing kept locally"
+
+        url = export_image(api, image_id, "exports", prefix="back-")
+        wait_export(api, image_id, log=lambda: server_log(w))
+        assert file_uri_path(url).read_bytes() == sources.medium.read_bytes()
+
+        api.op("DeleteImage", ImageId=image_id)
+        deadline = time.monotonic() + TRANSFER_TIMEOUT
+        while time.monotonic() < deadline:
+            listed = moto.client.list_objects_v2(Bucket=real, Prefix=f"images/{image_id}/")
+            if not listed.get("Contents"):
+                break
+            time.sleep(POLL)
+        assert not listed.get("Contents"), f"the deleted image's object stays: {listed.get('Contents')}"
+    finally:
+        w.stop()
+
+
 def test_s3_bucket_is_mapped_per_region(s3world, moto, sources):
     """s3-in is configured for cn-beijing only: in another region it is an unknown bucket."""
     me = s3world.new_tenant()
