@@ -145,6 +145,36 @@ def test_a_write_on_one_replica_is_read_at_once_on_the_other(cluster):
         assert a.describe(ImageId=image)["TotalCount"] == 0
 
 
+def test_listings_held_in_memory_follow_writes_on_the_other_replica(cluster):
+    # Unfiltered DescribeImages answers from each replica's read model; a write on one
+    # replica reaches the other's through a PostgreSQL notification sent on commit.
+    first, second = cluster.start("--image-build-seconds", "0")
+    account = _root_account(cluster)
+    a = make_flavor("tea_v3", first.host, cluster.ak, cluster.secret)
+    b = make_flavor("tea_v2", second.host, cluster.ak, cluster.secret)
+
+    def names_on(api):
+        bodies = api.walk(50)
+        names = {i["ImageId"]: i["ImageName"] for body in bodies for i in body["Images"]["Image"]}
+        return names, bodies[0]["TotalCount"]
+
+    public_total = names_on(b)[1]
+    instance = _add_instance(cluster, account)
+    image = a.op("CreateImage", ImageName="held-0", InstanceId=instance)["ImageId"]
+    deadline = time.monotonic() + 30
+    while image not in names_on(a)[0]:
+        assert time.monotonic() < deadline, "the new image never became Available"
+        time.sleep(0.1)
+    for round_ in range(1, 21):
+        a.op("ModifyImageAttribute", ImageId=image, ImageName=f"held-{round_}")
+        names, total = names_on(b)
+        assert names.get(image) == f"held-{round_}", (round_, names.get(image))
+        assert total == public_total + 1
+    b.op("DeleteImage", ImageId=image)
+    names, total = names_on(a)
+    assert image not in names and total == public_total
+
+
 def test_a_nonce_used_on_one_replica_is_refused_on_the_other(cluster, monkeypatch):
     first, second = cluster.start()
     nonce = secrets.token_hex(16)

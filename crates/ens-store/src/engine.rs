@@ -247,6 +247,12 @@ pub trait Engine: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The database file, for an engine keeping one on this machine (SQLite): the read
+    /// model's changes file lives beside it.
+    fn database_file(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Closes every connection (before dropping a test database, or at shutdown), leaving the
     /// database self-contained: nothing that only a journal beside it holds.
     async fn close(&self);
@@ -302,6 +308,13 @@ pub trait Session: Send {
 
     /// Commits the transaction (a no-op for a session of one statement).
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    /// Vouches for what this write transaction changes of the read model
+    /// (`crate::read_model`): the listings of `scope`, or, with `None`, nothing more than
+    /// named so far. A write session that vouched for nothing and writes a table the model
+    /// reads from drops the whole model when it commits, so vouching is an optimisation
+    /// for the writes that know their scope, never a duty.
+    fn touch(&mut self, _scope: Option<&str>) {}
 }
 
 impl dyn Session + '_ {

@@ -9,11 +9,13 @@
 //! TotalCount is one lookup.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ens_domain::rules::ensure_owner;
 use ens_domain::{AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, ImageId, ImageStatus};
 
-use crate::engine::{Dialect, Lock, Param, Session};
+use crate::engine::{Access, Dialect, Lock, Param, Row, Session};
+use crate::read_model::Listing;
 use crate::rows::{
     format_time, image_from_row, millis, node_from, to_i64, to_u64, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
@@ -406,27 +408,78 @@ impl Store {
             self.dialect.in_list("image_seq", 1),
             if every_node { "" } else { " AND position = 0" }
         );
-        for mut row in tx.rows(&nodes, &list).await? {
-            if let Some(image) = images.get_mut(&row.int(0)?) {
-                image.nodes.push(node_from(&row.text(1)?)?);
-            }
-        }
+        let nodes = tx.rows(&nodes, &list).await?;
         let disks = format!(
             "SELECT image_seq, disk_type, size_gib, format, file_id FROM image_disks WHERE {} \
              ORDER BY image_seq, position",
             self.dialect.in_list("image_seq", 1)
         );
-        for mut row in tx.rows(&disks, &list).await? {
-            if let Some(image) = images.get_mut(&row.int(0)?) {
-                image.disk_device_mappings.push(DiskDeviceMapping {
-                    disk_type: row.text(1)?,
-                    size_gib: to_u64(row.int(2)?, "disk size")?,
-                    format: row.text(3)?,
-                    image_id: row.text(4)?,
-                });
-            }
-        }
+        let disks = tx.rows(&disks, &list).await?;
+        attach_parts(&mut images, nodes, disks)?;
         Ok(images)
+    }
+
+    /// The listing of `scope` on `node` from the read model, loaded into it when missing;
+    /// the caller has checked that the model may answer now
+    /// ([`crate::read_model::ReadModel::usable`]).
+    pub(crate) async fn held_listing(&self, scope: &str, node: &str) -> StoreResult<Arc<Listing>> {
+        if let Some(listing) = self.read_model.listing(scope, node) {
+            return Ok(listing);
+        }
+        let _turn = self.read_model.load_turn().await;
+        if let Some(listing) = self.read_model.listing(scope, node) {
+            return Ok(listing);
+        }
+        // Taken before the read: a change committed after it makes the load stale and the
+        // model refuses to hold it.
+        let ticket = self.read_model.ticket(Some(scope));
+        let mut tx = self.session(Access::Read).await?;
+        let listing = self.load_listing(&mut *tx, scope, node).await?;
+        tx.commit().await?;
+        Ok(self.read_model.install_listing(scope, node, ticket, listing))
+    }
+
+    /// Reads the listing of `scope` on `node` whole, in order (three statements whatever its
+    /// size), each image with its first node.
+    async fn load_listing(&self, tx: &mut dyn Session, scope: &str, node: &str) -> StoreResult<Listing> {
+        const FROM: &str = "FROM image_listing l JOIN images i ON i.seq = l.image_seq";
+        const WHERE: &str = "WHERE l.scope = $1 AND l.node_id = $2";
+        let params = [scope.into(), node.into()];
+        let columns = IMAGE_COLUMNS
+            .split(", ")
+            .map(|column| format!("i.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut order = Vec::new();
+        let mut images: HashMap<i64, Image> = HashMap::new();
+        for row in tx
+            .rows(
+                &format!("SELECT {columns} {FROM} {WHERE} ORDER BY l.position"),
+                &params,
+            )
+            .await?
+        {
+            let (seq, image) = image_from_row(row)?;
+            order.push(seq);
+            images.insert(seq, image);
+        }
+        let nodes = format!(
+            "SELECT n.image_seq, n.node_id {FROM} JOIN image_nodes n ON n.image_seq = i.seq AND n.position = 0 {WHERE}"
+        );
+        let nodes = tx.rows(&nodes, &params).await?;
+        let disks = format!(
+            "SELECT d.image_seq, d.disk_type, d.size_gib, d.format, d.file_id {FROM} \
+             JOIN image_disks d ON d.image_seq = i.seq {WHERE} ORDER BY d.image_seq, d.position"
+        );
+        let disks = tx.rows(&disks, &params).await?;
+        attach_parts(&mut images, nodes, disks)?;
+        Ok(Listing {
+            images: order
+                .iter()
+                .filter_map(|seq| images.remove(seq))
+                .map(Arc::new)
+                .collect(),
+        })
     }
 
     /// The images of a listing page, when every one is kept in memory and still current
@@ -454,6 +507,27 @@ impl Store {
     pub(crate) fn forget_images_in_memory(&self) {
         self.in_memory.clear();
     }
+}
+
+/// Adds to `images` their nodes (rows of `image_seq, node_id`) and disks (rows of
+/// `image_seq, disk_type, size_gib, format, file_id`), each in row order.
+fn attach_parts(images: &mut HashMap<i64, Image>, nodes: Vec<Row>, disks: Vec<Row>) -> StoreResult<()> {
+    for mut row in nodes {
+        if let Some(image) = images.get_mut(&row.int(0)?) {
+            image.nodes.push(node_from(&row.text(1)?)?);
+        }
+    }
+    for mut row in disks {
+        if let Some(image) = images.get_mut(&row.int(0)?) {
+            image.disk_device_mappings.push(DiskDeviceMapping {
+                disk_type: row.text(1)?,
+                size_gib: to_u64(row.int(2)?, "disk size")?,
+                format: row.text(3)?,
+                image_id: row.text(4)?,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One entry of a listing page: the image's sequence number, and, for a custom image, its

@@ -21,6 +21,7 @@ mod error;
 pub mod generate;
 mod images;
 mod postgres;
+mod read_model;
 mod redact;
 mod request;
 mod reset;
@@ -232,6 +233,7 @@ pub struct Store {
     engine: Arc<dyn Engine>,
     dialect: Dialect,
     in_memory: Arc<images::ImagesInMemory>,
+    read_model: Arc<read_model::ReadModel>,
 }
 
 impl fmt::Debug for Store {
@@ -251,21 +253,33 @@ impl Store {
     #[must_use]
     pub fn new(engine: impl Engine) -> Self {
         let dialect = engine.dialect();
+        let read_model = match engine.database_file() {
+            Some(file) => read_model::ReadModel::for_sqlite(&file),
+            None => read_model::ReadModel::for_postgres(),
+        };
         Self {
             engine: Arc::new(engine),
             dialect,
             in_memory: Arc::default(),
+            read_model: Arc::new(read_model),
         }
     }
 
     /// Closes every pooled connection and waits until they are closed (before dropping a
     /// test database, or at shutdown).
     pub async fn close(&self) {
+        self.read_model.stop().await;
         self.engine.close().await;
     }
 
+    /// A session for `access`; a write session tells the read model what it changed.
     async fn session(&self, access: Access) -> StoreResult<Box<dyn Session>> {
-        self.engine.begin(access).await
+        let session = self.engine.begin(access).await?;
+        Ok(if access == Access::Write {
+            Box::new(read_model::Tracked::new(session, Arc::clone(&self.read_model)))
+        } else {
+            session
+        })
     }
 
     /// Runs `work` in a write transaction and commits what it returns with the session; a

@@ -126,7 +126,9 @@ impl Store {
                 },
                 other => StoreError::Migration(Box::new(other)),
             })?;
-        Ok(Self::new(PostgresEngine { pool }))
+        let store = Self::new(PostgresEngine { pool: pool.clone() });
+        store.read_model.listen(pool);
+        Ok(store)
     }
 
     /// [`Self::connect_postgres`], retried with growing pauses while the database is

@@ -1,6 +1,7 @@
 //! [`RequestStore`] on [`Store`]: what a request reads and writes, written once for every
 //! engine.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -193,6 +194,23 @@ async fn page_from_filters(tx: &mut dyn Session, query: &ImageQuery) -> StoreRes
         .await
 }
 
+/// Images `offset..offset + limit` of the public listing followed by the viewer's.
+fn page_of(public: &[Arc<Image>], own: &[Arc<Image>], offset: u64, limit: u64) -> Vec<Image> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let end = start.saturating_add(usize::try_from(limit).unwrap_or(usize::MAX));
+    let part = |images: &[Arc<Image>], skipped: usize| {
+        let from = start.saturating_sub(skipped).min(images.len());
+        let to = end.saturating_sub(skipped).min(images.len());
+        images[from..to]
+            .iter()
+            .map(|image| Image::clone(image))
+            .collect::<Vec<_>>()
+    };
+    let mut page = part(public, 0);
+    page.extend(part(own, public.len()));
+    page
+}
+
 impl Store {
     /// Ends the current build step of `image` in `tx`: the one build transition, which the
     /// background advancer and the lifecycle clock's steps both make, so they cannot
@@ -208,6 +226,9 @@ impl Store {
         image: &Building,
         next_due: i64,
     ) -> StoreResult<Option<ImageStatus>> {
+        let scope = image.owner.as_deref().unwrap_or(SYSTEM_SCOPE);
+        // Only an image becoming Available changes a listing.
+        tx.touch(None);
         let Some(next) = image.status.after_build_step(image.failure) else {
             tx.execute(
                 "UPDATE images SET build_due_at = NULL WHERE seq = $1",
@@ -233,8 +254,8 @@ impl Store {
             return Ok(None);
         }
         if next == ImageStatus::Available {
+            tx.touch(Some(scope));
             let nodes = image_nodes(&mut *tx, image.seq).await?;
-            let scope = image.owner.as_deref().unwrap_or(SYSTEM_SCOPE);
             self.add_to_listings(&mut *tx, counts, scope, image.seq, &nodes)
                 .await?;
             if let Some(instance) = &image.release_instance {
@@ -248,6 +269,9 @@ impl Store {
     async fn create_image_once(&self, new: &NewImage) -> StoreResult<()> {
         self.write(|mut tx| async move {
             let mut counts = CountChanges::default();
+            tx.touch(Some(
+                new.image.owner.as_ref().map_or(SYSTEM_SCOPE, AccountId::as_str),
+            ));
             self.insert_image(&mut *tx, &mut counts, new).await?;
             // Born Available: the upload is already over, so release the build instance now.
             if let (ens_domain::ImageStatus::Available, Some(instance)) =
@@ -322,6 +346,12 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// Looks up a key by ID, whatever its status.
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>> {
+        let model = &self.store().read_model;
+        let usable = model.usable();
+        if let Some(key) = model.key(id).filter(|_| usable) {
+            return Ok(Some(key));
+        }
+        let ticket = model.ticket(None);
         let mut tx = self.store().session(Access::ReadOne).await?;
         let row = tx
             .row(
@@ -338,6 +368,11 @@ pub trait RequestStore: Send + Sync + 'static {
             })
         })
         .transpose()
+        .inspect(|key| {
+            if let (true, Some(key)) = (usable, key) {
+                model.install_key(ticket, key);
+            }
+        })
     }
 
     /// Records each claimed nonce as used with its key until its `expires_at`, all in one
@@ -575,6 +610,7 @@ pub trait RequestStore: Send + Sync + 'static {
         let next_due = millis(now + step)?;
         self.store()
             .write(|mut tx| async move {
+                tx.touch(None);
                 let changed = tx
                     .execute(
                         "UPDATE images SET build_due_at = $1 WHERE build_due_at IS NOT NULL AND build_due_at < $1",
@@ -622,6 +658,7 @@ pub trait RequestStore: Send + Sync + 'static {
                         "image {id} is already packed (Uploading): it can fail to upload, not to pack"
                     )));
                 }
+                tx.touch(None);
                 tx.execute(
                     "UPDATE images SET build_failure = $1 WHERE id = $2",
                     &[failure.map(BuildFailure::as_str).into(), id.as_str().into()],
@@ -662,6 +699,18 @@ pub trait RequestStore: Send + Sync + 'static {
                     .store()
                     .owned_image(&mut *tx, owner, id, Some(Lock::Update))
                     .await?;
+                // The image shows in its owner's listings and those of every account it is
+                // shared with.
+                let shared_with = tx
+                    .texts(
+                        "SELECT account_id FROM image_shares WHERE image_seq = $1",
+                        &[seq.into()],
+                    )
+                    .await?;
+                tx.touch(Some(owner.as_str()));
+                for account in &shared_with {
+                    tx.touch(Some(account));
+                }
                 tx.execute(
                     "UPDATE images SET name = $1 WHERE seq = $2",
                     &[name.into(), seq.into()],
@@ -700,6 +749,8 @@ pub trait RequestStore: Send + Sync + 'static {
                     )
                     .await?;
                 ensure_deletable(&image, shares, used_by.first().map(String::as_str))?;
+                // Not shared (the rule above): only its owner's listings show it.
+                tx.touch(Some(owner.as_str()));
                 self.store()
                     .remove_from_listings(&mut *tx, &mut counts, owner.as_str(), seq)
                     .await?;
@@ -730,6 +781,10 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().write(|mut tx| async move {
             let mut counts = CountChanges::default();
             let (seq, image) = images.owned_image(&mut *tx, owner, id, Some(Lock::Update)).await?;
+            // Only the listings of the accounts added or removed change.
+            for account in add.iter().chain(remove) {
+                tx.touch(Some(account.as_str()));
+            }
             for account in add {
                 if !tx.exists("SELECT 1 FROM accounts WHERE id = $1", &[account.as_str().into()]).await? {
                     return Err(ImageError::UnknownAccount(account.clone()).into());
@@ -882,6 +937,12 @@ pub trait RequestStore: Send + Sync + 'static {
             total_count,
             request: query.page,
         };
+        if !filtered && store.read_model.usable() {
+            let public = store.held_listing(SYSTEM_SCOPE, node).await?;
+            let own = store.held_listing(query.viewer.as_str(), node).await?;
+            let total = u64::try_from(public.images.len() + own.images.len()).map_err(corrupt)?;
+            return Ok(page(page_of(&public.images, &own.images, offset, limit), total));
+        }
         if !filtered
             && store.dialect.statements_are_round_trips()
             && store.page_likely_public(node, offset, limit)

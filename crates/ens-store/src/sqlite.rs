@@ -457,6 +457,10 @@ impl Engine for SqliteEngine {
         self.nonce_history_lost
     }
 
+    fn database_file(&self) -> Option<PathBuf> {
+        Some(self.path.clone())
+    }
+
     fn nonces_are_local(&self) -> bool {
         true
     }

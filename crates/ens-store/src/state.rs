@@ -229,6 +229,7 @@ impl Store {
             Kept::Pages(pages) => {
                 let restored = self.engine.restore_pages(pages).await;
                 self.forget_images_in_memory();
+                self.read_model.everything_changed();
                 restored
             }
             Kept::Rows(state) => self.import_state(state, scope).await.map(drop),

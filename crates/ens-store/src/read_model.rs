@@ -1,0 +1,694 @@
+//! The read model: the listings DescribeImages pages through and the access keys every
+//! request is verified with, kept in memory so that the common read costs no statement.
+//!
+//! Never stale, by construction:
+//! - every write session is wrapped in [`Tracked`], which learns what the transaction
+//!   changed (a listing's scope, or, for anything it cannot place, everything) and, once the
+//!   commit succeeded and before the write is acknowledged, drops what the model held of it;
+//! - a load records a [`Ticket`] before it reads and installs its result only if nothing it
+//!   covers was dropped meanwhile, so a load that raced a commit never installs the state
+//!   from before it;
+//! - other processes' writes arrive through a feed: on SQLite, a file beside the database
+//!   where every committing process appends its origin (checked with one `stat` per read);
+//!   on PostgreSQL, a notification sent in the writing transaction, so delivered only if it
+//!   commits. While the PostgreSQL listener is down the model is not used at all, and it
+//!   starts empty when the listener is back (notifications may have been missed).
+//!
+//! Memory is bounded: listings hold at most [`MAX_HELD_IMAGES`] images together; a listing
+//! larger than half of that is never held, and is read from the tables instead.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ens_domain::{AccessKeyId, Image};
+
+use crate::engine::{Param, Row, Session};
+use crate::{StoreResult, StoredAccessKey};
+
+/// The PostgreSQL notification channel changes are announced on.
+const CHANNEL: &str = "ens_images_changes";
+
+/// Most images all held listings hold together (an image held by two listings counts twice).
+pub(crate) const MAX_HELD_IMAGES: usize = 400_000;
+
+/// Most access keys held; past it the set is dropped whole and filled again as keys are used.
+const MAX_HELD_KEYS: usize = 100_000;
+
+/// Most scopes whose version is tracked; past it every scope is dropped at once.
+const MAX_TRACKED_SCOPES: usize = 1_000_000;
+
+/// Size past which the SQLite changes file is replaced by an empty one.
+const MAX_CHANGES_FILE_BYTES: u64 = 1 << 20;
+
+/// Largest notification payload PostgreSQL takes is 8000 bytes; a longer list of scopes is
+/// announced as a change of everything.
+const MAX_PAYLOAD_BYTES: usize = 7_000;
+
+/// What a committed transaction changed, as far as the read model is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The listings of one scope (`system` or an account ID): their members or the images
+    /// they show.
+    Scope(String),
+    /// Anything else the model holds may have changed: drop it all.
+    Everything,
+}
+
+/// One listing as DescribeImages shows it: its images in order, each with its first node.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    pub(crate) images: Vec<Arc<Image>>,
+}
+
+/// What [`ReadModel::install_listing`] and [`ReadModel::install_key`] compare to tell whether
+/// what a load read may be stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    epoch: u64,
+    version: u64,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Bumped when everything is dropped.
+    epoch: u64,
+    /// Bumped per scope when that scope's listings are dropped.
+    versions: HashMap<String, u64>,
+    /// Scope, then node (`*` for every node), to the listing.
+    listings: HashMap<String, HashMap<String, Arc<Listing>>>,
+    /// Images the listings hold together.
+    images: usize,
+    keys: HashMap<AccessKeyId, StoredAccessKey>,
+}
+
+impl Held {
+    fn ticket(&self, scope: Option<&str>) -> Ticket {
+        Ticket {
+            epoch: self.epoch,
+            version: scope
+                .and_then(|scope| self.versions.get(scope))
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    fn drop_scope(&mut self, scope: &str) {
+        if self.versions.len() >= MAX_TRACKED_SCOPES && !self.versions.contains_key(scope) {
+            self.drop_everything();
+            return;
+        }
+        *self.versions.entry(scope.to_owned()).or_insert(0) += 1;
+        if let Some(listings) = self.listings.remove(scope) {
+            self.images -= listings
+                .values()
+                .map(|listing| listing.images.len())
+                .sum::<usize>();
+        }
+    }
+
+    fn drop_everything(&mut self) {
+        // Versions restart with the new epoch: tickets compare both.
+        *self = Self {
+            epoch: self.epoch + 1,
+            ..Self::default()
+        };
+    }
+}
+
+/// Where other processes' changes come from.
+enum Feed {
+    /// SQLite: the changes file every committing process appends its origin to.
+    File(ChangesFile),
+    /// PostgreSQL: notifications, read by a listener task; `live` while it listens.
+    Postgres { live: AtomicBool },
+}
+
+/// The model; one per [`crate::Store`], shared by its clones.
+pub(crate) struct ReadModel {
+    held: RwLock<Held>,
+    /// Identifies this process's store in the feed, so that its own changes, already
+    /// applied at commit, are not applied twice.
+    origin: u64,
+    feed: Feed,
+    /// One load at a time: concurrent requests missing the same listing wait for the first
+    /// load instead of each reading it.
+    loading: tokio::sync::Mutex<()>,
+    /// The PostgreSQL listener task, stopped with the store.
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ReadModel {
+    /// A model for a SQLite store at `database` (the changes file is created beside it).
+    pub(crate) fn for_sqlite(database: &Path) -> Self {
+        let mut path = database.as_os_str().to_owned();
+        path.push(".changes");
+        Self::with_feed(Feed::File(ChangesFile::new(PathBuf::from(path))))
+    }
+
+    /// A model for a PostgreSQL store: unused until [`Self::listen`] listens.
+    pub(crate) fn for_postgres() -> Self {
+        Self::with_feed(Feed::Postgres {
+            live: AtomicBool::new(false),
+        })
+    }
+
+    fn with_feed(feed: Feed) -> Self {
+        let model = Self {
+            held: RwLock::default(),
+            origin: rand::random::<u64>() | 1,
+            feed,
+            loading: tokio::sync::Mutex::new(()),
+            listener: Mutex::new(None),
+        };
+        if let Feed::File(file) = &model.feed {
+            file.start(model.origin);
+        }
+        model
+    }
+
+    /// Whether the model may answer now: on SQLite, after taking in other processes'
+    /// changes; on PostgreSQL, while the listener listens.
+    pub(crate) fn usable(&self) -> bool {
+        match &self.feed {
+            Feed::Postgres { live } => live.load(Ordering::Acquire),
+            Feed::File(file) => match file.foreign_changes(self.origin) {
+                Ok(false) => true,
+                Ok(true) => {
+                    self.apply(&[Change::Everything]);
+                    true
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the changes file cannot be read: reading the store instead");
+                    false
+                }
+            },
+        }
+    }
+
+    /// The listing of `scope` on `node`, when held.
+    pub(crate) fn listing(&self, scope: &str, node: &str) -> Option<Arc<Listing>> {
+        read(&self.held).listings.get(scope)?.get(node).cloned()
+    }
+
+    /// What a load of `scope`'s listings (or, with `None`, of keys) must record before it reads.
+    pub(crate) fn ticket(&self, scope: Option<&str>) -> Ticket {
+        read(&self.held).ticket(scope)
+    }
+
+    /// Holds `listing` unless something it covers was dropped since `ticket` was taken, or it
+    /// is too large to hold; returns it either way, for the request that loaded it.
+    pub(crate) fn install_listing(
+        &self,
+        scope: &str,
+        node: &str,
+        ticket: Ticket,
+        listing: Listing,
+    ) -> Arc<Listing> {
+        let listing = Arc::new(listing);
+        let size = listing.images.len();
+        if size > MAX_HELD_IMAGES / 2 {
+            return listing;
+        }
+        let mut held = write(&self.held);
+        if held.ticket(Some(scope)) != ticket {
+            return listing;
+        }
+        if held.images + size > MAX_HELD_IMAGES {
+            // Start over rather than track use: listings in use come back on their next read.
+            held.images = 0;
+            held.listings.clear();
+        }
+        let replaced = held
+            .listings
+            .entry(scope.to_owned())
+            .or_default()
+            .insert(node.to_owned(), Arc::clone(&listing));
+        held.images = held.images + size - replaced.map_or(0, |old| old.images.len());
+        listing
+    }
+
+    /// The access key `id`, when held.
+    pub(crate) fn key(&self, id: &AccessKeyId) -> Option<StoredAccessKey> {
+        read(&self.held).keys.get(id).cloned()
+    }
+
+    /// Holds `key` unless anything was dropped since `ticket` was taken.
+    pub(crate) fn install_key(&self, ticket: Ticket, key: &StoredAccessKey) {
+        let mut held = write(&self.held);
+        if held.ticket(None) != ticket {
+            return;
+        }
+        if held.keys.len() >= MAX_HELD_KEYS {
+            held.keys.clear();
+        }
+        held.keys.insert(key.id.clone(), key.clone());
+    }
+
+    /// Serializes loads (see the field).
+    pub(crate) async fn load_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.loading.lock().await
+    }
+
+    /// Drops what `changes` cover.
+    pub(crate) fn apply(&self, changes: &[Change]) {
+        let mut held = write(&self.held);
+        for change in changes {
+            match change {
+                Change::Everything => held.drop_everything(),
+                Change::Scope(scope) => held.drop_scope(scope),
+            }
+        }
+    }
+
+    /// Drops everything after a change made outside any session (a database put back from
+    /// a page copy), and tells other processes.
+    pub(crate) fn everything_changed(&self) {
+        self.apply(&[Change::Everything]);
+        self.announce_after_commit();
+    }
+
+    /// Announces `changes` to other processes, before the commit (PostgreSQL: the
+    /// notification is delivered only if the transaction commits).
+    async fn announce_before_commit(&self, session: &mut dyn Session, changes: &[Change]) -> StoreResult<()> {
+        if matches!(self.feed, Feed::Postgres { .. }) {
+            let payload = payload(self.origin, changes);
+            session
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[CHANNEL.into(), payload.as_str().into()],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Announces a committed change to other processes (SQLite: the changes file).
+    fn announce_after_commit(&self) {
+        if let Feed::File(file) = &self.feed {
+            if let Err(error) = file.append(self.origin) {
+                tracing::warn!(
+                    %error,
+                    "the changes file cannot be written: another server process on this store may answer from \
+                     what it read before this write until its next one"
+                );
+            }
+        }
+    }
+
+    /// Starts the PostgreSQL listener over `pool`; the model is used once it listens.
+    pub(crate) fn listen(self: &Arc<Self>, pool: sqlx::PgPool) {
+        let task = tokio::spawn(listen(Arc::downgrade(self), pool));
+        if let Some(old) = self
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Stops the listener and waits until its connection is closed.
+    pub(crate) async fn stop(&self) {
+        let task = self
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            // An aborted task ends with a cancellation error: that is the expected end.
+            let _ = task.await;
+        }
+        if let Feed::Postgres { live } = &self.feed {
+            live.store(false, Ordering::Release);
+        }
+    }
+
+    fn set_live(&self, now_live: bool) {
+        if let Feed::Postgres { live } = &self.feed {
+            // Whatever was held may have missed notifications while nobody listened.
+            self.apply(&[Change::Everything]);
+            live.store(now_live, Ordering::Release);
+        }
+    }
+
+    /// Applies a notification from another process.
+    fn receive(&self, payload: &str) {
+        match parse_payload(payload) {
+            Some((origin, _)) if origin == self.origin => {}
+            Some((_, changes)) => self.apply(&changes),
+            None => self.apply(&[Change::Everything]),
+        }
+    }
+}
+
+impl Drop for ReadModel {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// `origin changes...`: `*` for everything, else one scope per line.
+fn payload(origin: u64, changes: &[Change]) -> String {
+    let mut text = format!("{origin:x}");
+    for change in changes {
+        match change {
+            Change::Everything => return format!("{origin:x}\n*"),
+            Change::Scope(scope) => {
+                text.push('\n');
+                text.push_str(scope);
+            }
+        }
+    }
+    if text.len() > MAX_PAYLOAD_BYTES {
+        return format!("{origin:x}\n*");
+    }
+    text
+}
+
+fn parse_payload(payload: &str) -> Option<(u64, Vec<Change>)> {
+    let mut lines = payload.split('\n');
+    let origin = u64::from_str_radix(lines.next()?, 16).ok()?;
+    let changes = lines
+        .map(|line| match line {
+            "*" => Change::Everything,
+            scope => Change::Scope(scope.to_owned()),
+        })
+        .collect();
+    Some((origin, changes))
+}
+
+/// Listens for changes until the model is dropped, reconnecting after a lost connection
+/// (the model is unused meanwhile).
+async fn listen(model: Weak<ReadModel>, pool: sqlx::PgPool) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match listening {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for other replicas' changes; reading the store meanwhile");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match model.upgrade() {
+            Some(model) => model.set_live(true),
+            None => return,
+        }
+        loop {
+            let received = listener.try_recv().await;
+            let Some(model) = model.upgrade() else { return };
+            match received {
+                Ok(Some(notification)) => model.receive(notification.payload()),
+                Ok(None) | Err(_) => {
+                    tracing::warn!("lost the connection listening for other replicas' changes; reading the store until it is back");
+                    model.set_live(false);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The SQLite changes file: a log of 8-byte origins, one per committed change, which only
+/// grows until it is replaced (a new inode) by an empty one.
+struct ChangesFile {
+    path: PathBuf,
+    /// The inode and length read last, up to which every record has been taken in.
+    seen: Mutex<(u64, u64)>,
+    appender: Mutex<Option<File>>,
+}
+
+impl ChangesFile {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            seen: Mutex::new((0, 0)),
+            appender: Mutex::new(None),
+        }
+    }
+
+    /// Takes the file as it is now as seen (what the model starts from is read after this).
+    fn start(&self, origin: u64) {
+        if std::fs::metadata(&self.path).is_err() {
+            // A process that cannot create it reads the store on every request instead.
+            let _ = self.append(origin);
+        }
+        if let Ok(metadata) = std::fs::metadata(&self.path) {
+            *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = (metadata.ino(), metadata.len());
+        }
+    }
+
+    /// Whether another origin appended since the last call.
+    fn foreign_changes(&self, origin: u64) -> std::io::Result<bool> {
+        let metadata = std::fs::metadata(&self.path)?;
+        let now = (metadata.ino(), metadata.len());
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if now == *seen || (now.0 == seen.0 && now.1 < seen.1) {
+            // Unchanged, or a `stat` that another thread's later one already took in.
+            return Ok(false);
+        }
+        let foreign = if now.0 == seen.0 {
+            !self.only_origin(seen.1, now.1, origin)?
+        } else {
+            true
+        };
+        *seen = now;
+        Ok(foreign)
+    }
+
+    /// Whether the records from `from` to `to` were all appended by `origin`.
+    fn only_origin(&self, from: u64, to: u64, origin: u64) -> std::io::Result<bool> {
+        let length = to - from;
+        if length % 8 != 0 || length > 64 * 1024 {
+            return Ok(false);
+        }
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(from))?;
+        let mut records = vec![0; usize::try_from(length).unwrap_or(0)];
+        file.read_exact(&mut records)?;
+        Ok(records
+            .chunks_exact(8)
+            .all(|record| record == origin.to_le_bytes()))
+    }
+
+    fn append(&self, origin: u64) -> std::io::Result<()> {
+        let mut appender = self.appender.lock().unwrap_or_else(PoisonError::into_inner);
+        let file = match appender.as_mut() {
+            Some(file) => file,
+            None => appender.insert(OpenOptions::new().create(true).append(true).open(&self.path)?),
+        };
+        file.write_all(&origin.to_le_bytes())?;
+        if file.metadata()?.len() >= MAX_CHANGES_FILE_BYTES {
+            // A new inode tells readers to drop everything once; the old file stays open
+            // nowhere after this.
+            let mut fresh = self.path.as_os_str().to_owned();
+            fresh.push(".new");
+            File::create(&fresh)?;
+            std::fs::rename(&fresh, &self.path)?;
+            *appender = None;
+        }
+        Ok(())
+    }
+}
+
+/// Tables whose writes change what the model holds: a write to one in a transaction that
+/// named no scope drops everything.
+const WATCHED: &[&str] = &[
+    "images",
+    "image_listing",
+    "listing_counts",
+    "image_shares",
+    "image_nodes",
+    "image_disks",
+    "access_keys",
+    "accounts",
+    "users",
+];
+
+/// Whether `sql` writes one of the [`WATCHED`] tables.
+fn writes_watched(sql: &str) -> bool {
+    let statement = sql.trim_start();
+    let verb = statement.get(..6).map(str::to_ascii_uppercase);
+    if !matches!(verb.as_deref(), Some("INSERT" | "UPDATE" | "DELETE")) {
+        return false;
+    }
+    statement
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| WATCHED.contains(&word))
+}
+
+/// A write session that tells the read model what it changed once it commits.
+pub(crate) struct Tracked {
+    inner: Box<dyn Session>,
+    model: Arc<ReadModel>,
+    changes: Vec<Change>,
+    /// Whether the store named the scopes this transaction changes (see [`Session::touch`]).
+    scoped: bool,
+    /// Whether a statement wrote a watched table.
+    wrote_watched: bool,
+}
+
+impl Tracked {
+    pub(crate) fn new(inner: Box<dyn Session>, model: Arc<ReadModel>) -> Self {
+        Self {
+            inner,
+            model,
+            changes: Vec::new(),
+            scoped: false,
+            wrote_watched: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Session for Tracked {
+    async fn rows(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Vec<Row>> {
+        self.wrote_watched |= writes_watched(sql);
+        self.inner.rows(sql, params).await
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64> {
+        self.wrote_watched |= writes_watched(sql);
+        self.inner.execute(sql, params).await
+    }
+
+    fn touch(&mut self, scope: Option<&str>) {
+        self.scoped = true;
+        if let Some(scope) = scope {
+            let change = Change::Scope(scope.to_owned());
+            if !self.changes.contains(&change) {
+                self.changes.push(change);
+            }
+        }
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        let Self {
+            mut inner,
+            model,
+            mut changes,
+            scoped,
+            wrote_watched,
+        } = *self;
+        if wrote_watched && !scoped {
+            changes = vec![Change::Everything];
+        }
+        if changes.is_empty() {
+            return inner.commit().await;
+        }
+        model.announce_before_commit(&mut *inner, &changes).await?;
+        inner.commit().await?;
+        model.apply(&changes);
+        model.announce_after_commit();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watched_writes_are_recognised() {
+        assert!(writes_watched("UPDATE images SET name = $1 WHERE seq = $2"));
+        assert!(writes_watched("  delete from access_keys WHERE id = $1"));
+        assert!(writes_watched("INSERT INTO image_listing (scope) VALUES ($1)"));
+        assert!(!writes_watched("INSERT INTO audit_log (seq) VALUES ($1)"));
+        assert!(!writes_watched("SELECT 1 FROM images"));
+        assert!(!writes_watched("UPDATE image_transfers SET lease = $1"));
+    }
+
+    #[test]
+    fn payloads_round_trip_and_overflow_to_everything() {
+        let changes = vec![Change::Scope("system".into()), Change::Scope("1234".into())];
+        assert_eq!(parse_payload(&payload(42, &changes)), Some((42, changes)));
+        let many: Vec<Change> = (0..2_000)
+            .map(|n| Change::Scope(format!("account-{n}")))
+            .collect();
+        assert_eq!(
+            parse_payload(&payload(7, &many)),
+            Some((7, vec![Change::Everything]))
+        );
+        assert_eq!(parse_payload("not hex"), None);
+    }
+
+    fn listing(size: usize) -> Listing {
+        Listing {
+            images: Vec::with_capacity(size),
+        }
+    }
+
+    #[test]
+    fn a_load_that_raced_a_change_is_not_held() {
+        let model = ReadModel::for_postgres();
+        let ticket = model.ticket(Some("a"));
+        model.apply(&[Change::Scope("a".into())]);
+        model.install_listing("a", "*", ticket, listing(0));
+        assert!(model.listing("a", "*").is_none());
+
+        let ticket = model.ticket(Some("a"));
+        model.apply(&[Change::Scope("b".into())]);
+        model.install_listing("a", "*", ticket, listing(0));
+        assert!(
+            model.listing("a", "*").is_some(),
+            "another scope's change does not matter"
+        );
+
+        model.apply(&[Change::Everything]);
+        assert!(model.listing("a", "*").is_none());
+        model.install_listing("a", "*", ticket, listing(0));
+        assert!(
+            model.listing("a", "*").is_none(),
+            "a ticket from before everything was dropped"
+        );
+    }
+
+    #[test]
+    fn changes_from_another_process_are_seen_through_the_file() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database = dir.path().join("store.db");
+        let mine = ReadModel::for_sqlite(&database);
+        let other = ReadModel::for_sqlite(&database);
+        let ticket = mine.ticket(Some("a"));
+        mine.install_listing("a", "*", ticket, listing(0));
+        assert!(mine.usable());
+        mine.announce_after_commit();
+        assert!(mine.usable());
+        assert!(mine.listing("a", "*").is_some(), "its own appends change nothing");
+        other.announce_after_commit();
+        assert!(mine.usable());
+        assert!(
+            mine.listing("a", "*").is_none(),
+            "another origin's append drops everything"
+        );
+    }
+}
