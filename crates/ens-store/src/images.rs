@@ -419,24 +419,42 @@ impl Store {
         Ok(images)
     }
 
-    /// The listing of `scope` on `node` from the read model, loaded into it when missing;
-    /// the caller has checked that the model may answer now
-    /// ([`crate::read_model::ReadModel::usable`]).
-    pub(crate) async fn held_listing(&self, scope: &str, node: &str) -> StoreResult<Arc<Listing>> {
-        if let Some(listing) = self.read_model.listing(scope, node) {
+    /// A view of `scope` from the read model, loaded into it when missing; the caller has
+    /// checked that the model may answer now ([`crate::read_model::ReadModel::usable`]).
+    pub(crate) async fn held_view(&self, scope: &str, view: View<'_>) -> StoreResult<Arc<Listing>> {
+        let key = view.key();
+        if let Some(listing) = self.read_model.listing(scope, key) {
             return Ok(listing);
         }
         let _turn = self.read_model.load_turn().await;
-        if let Some(listing) = self.read_model.listing(scope, node) {
+        if let Some(listing) = self.read_model.listing(scope, key) {
             return Ok(listing);
         }
         // Taken before the read: a change committed after it makes the load stale and the
         // model refuses to hold it.
         let ticket = self.read_model.ticket(Some(scope));
         let mut tx = self.session(Access::Read).await?;
-        let listing = self.load_listing(&mut *tx, scope, node).await?;
+        let listing = match view {
+            View::Listing { node } => self.load_listing(&mut *tx, scope, node).await?,
+            View::SelfImages => {
+                let seqs = tx
+                    .ints(
+                        "SELECT seq FROM images WHERE owner_id = $1 \
+                         UNION SELECT image_seq FROM image_shares WHERE account_id = $1 ORDER BY 1",
+                        &[scope.into()],
+                    )
+                    .await?;
+                every_node(self.load_images(&mut *tx, &seqs, true).await?)
+            }
+            View::PublicEveryNode => {
+                let seqs = tx
+                    .ints("SELECT seq FROM images WHERE owner_id IS NULL ORDER BY seq", &[])
+                    .await?;
+                every_node(self.load_images(&mut *tx, &seqs, true).await?)
+            }
+        };
         tx.commit().await?;
-        Ok(self.read_model.install_listing(scope, node, ticket, listing))
+        Ok(self.read_model.install_listing(scope, key, ticket, listing))
     }
 
     /// Reads the listing of `scope` on `node` whole, in order (three statements whatever its
@@ -506,6 +524,38 @@ impl Store {
     /// a sequence number may name another image than before.
     pub(crate) fn forget_images_in_memory(&self) {
         self.in_memory.clear();
+    }
+}
+
+/// What the read model holds of a scope, beside its listings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum View<'a> {
+    /// The DescribeImages listing on `node` (`ALL_NODES` for every node), each image with its
+    /// first node.
+    Listing { node: &'a str },
+    /// DescribeSelfImages: an account's own and shared-in images in any status, in image
+    /// order, each with every node.
+    SelfImages,
+    /// DescribeImageInfos: every public image, in image order, each with every node (scope
+    /// `system`).
+    PublicEveryNode,
+}
+
+impl View<'_> {
+    /// The key the view is held under within its scope: a node ID for a listing, else a
+    /// name no node ID can take.
+    fn key(&self) -> &str {
+        match self {
+            Self::Listing { node } => node,
+            Self::SelfImages => "#self-images",
+            Self::PublicEveryNode => "#public-every-node",
+        }
+    }
+}
+
+fn every_node(images: Vec<Image>) -> Listing {
+    Listing {
+        images: images.into_iter().map(Arc::new).collect(),
     }
 }
 

@@ -14,7 +14,7 @@ use ens_domain::{
 use time::OffsetDateTime;
 
 use crate::engine::{Access, Lock, Param, Row, Session};
-use crate::images::{image_nodes, is_shared_with, CountChanges, Listed};
+use crate::images::{image_nodes, is_shared_with, CountChanges, Listed, View};
 use crate::rows::{
     account_from, corrupt, failure_from, format_time, instance_from_row, millis, new_custom_image_id,
     parse_time, principal_from, snapshot_from_row, status_from, to_i64, to_u64, views, ALL_NODES,
@@ -226,9 +226,10 @@ impl Store {
         image: &Building,
         next_due: i64,
     ) -> StoreResult<Option<ImageStatus>> {
+        // The status shows in its owner's DescribeSelfImages (a building image is never
+        // shared), and an image becoming Available joins the owner's listings.
         let scope = image.owner.as_deref().unwrap_or(SYSTEM_SCOPE);
-        // Only an image becoming Available changes a listing.
-        tx.touch(None);
+        tx.touch(Some(scope));
         let Some(next) = image.status.after_build_step(image.failure) else {
             tx.execute(
                 "UPDATE images SET build_due_at = NULL WHERE seq = $1",
@@ -254,7 +255,6 @@ impl Store {
             return Ok(None);
         }
         if next == ImageStatus::Available {
-            tx.touch(Some(scope));
             let nodes = image_nodes(&mut *tx, image.seq).await?;
             self.add_to_listings(&mut *tx, counts, scope, image.seq, &nodes)
                 .await?;
@@ -883,6 +883,46 @@ pub trait RequestStore: Send + Sync + 'static {
     /// One page of the caller's own and shared-in custom images, in any status, each with
     /// every node.
     async fn describe_self_images(&self, query: &SelfImageQuery) -> StoreResult<Page<ImageView>> {
+        let store = self.store();
+        if store.read_model.usable() {
+            let held = store.held_view(query.viewer.as_str(), View::SelfImages).await?;
+            // The same matches as the SQL below: ASCII case folded, `%` and `_` literal.
+            let folded = |text: &Option<String>| text.as_ref().map(|text| text.to_ascii_lowercase());
+            let (id_part, name_part) = (
+                folded(&query.image_id_contains),
+                folded(&query.image_name_contains),
+            );
+            let contains = |text: &str, part: &Option<String>| {
+                part.as_ref()
+                    .is_none_or(|part| text.to_ascii_lowercase().contains(part.as_str()))
+            };
+            let matching: Vec<&Arc<Image>> = held
+                .images
+                .iter()
+                .filter(|image| {
+                    contains(image.id.as_str(), &id_part)
+                        && contains(&image.name, &name_part)
+                        && query
+                            .snapshot_id
+                            .as_ref()
+                            .is_none_or(|snapshot| image.snapshot_id.as_ref() == Some(snapshot))
+                })
+                .collect();
+            let total_count = u64::try_from(matching.len()).map_err(corrupt)?;
+            let start = usize::try_from(query.page.offset()).unwrap_or(usize::MAX);
+            let limit = usize::try_from(query.page.limit()).unwrap_or(usize::MAX);
+            let images = matching
+                .into_iter()
+                .skip(start)
+                .take(limit)
+                .map(|image| Image::clone(image))
+                .collect();
+            return Ok(Page {
+                items: views(images, &query.viewer, None),
+                total_count,
+                request: query.page,
+            });
+        }
         let mut conditions = Conditions::new(
             "i.seq IN (SELECT seq FROM images WHERE owner_id = $1 \
              UNION ALL SELECT image_seq FROM image_shares WHERE account_id = $1)",
@@ -910,6 +950,16 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// Every public image, with an OS type filter (case-insensitive), each with every node.
     async fn public_images(&self, os_type: Option<&str>) -> StoreResult<Vec<Image>> {
+        let store = self.store();
+        if store.read_model.usable() {
+            let held = store.held_view(SYSTEM_SCOPE, View::PublicEveryNode).await?;
+            return Ok(held
+                .images
+                .iter()
+                .filter(|image| os_type.is_none_or(|os_type| image.os_type.eq_ignore_ascii_case(os_type)))
+                .map(|image| Image::clone(image))
+                .collect());
+        }
         let mut tx = self.store().session(Access::Read).await?;
         let sql = format!(
             "SELECT seq FROM images WHERE owner_id IS NULL AND ($1 IS NULL OR lower(os_type) = {}) ORDER BY seq",
@@ -938,8 +988,10 @@ pub trait RequestStore: Send + Sync + 'static {
             request: query.page,
         };
         if !filtered && store.read_model.usable() {
-            let public = store.held_listing(SYSTEM_SCOPE, node).await?;
-            let own = store.held_listing(query.viewer.as_str(), node).await?;
+            let public = store.held_view(SYSTEM_SCOPE, View::Listing { node }).await?;
+            let own = store
+                .held_view(query.viewer.as_str(), View::Listing { node })
+                .await?;
             let total = u64::try_from(public.images.len() + own.images.len()).map_err(corrupt)?;
             return Ok(page(page_of(&public.images, &own.images, offset, limit), total));
         }
