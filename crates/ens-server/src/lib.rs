@@ -248,6 +248,7 @@ pub async fn serve(
         }
     };
     pruner.abort();
+    state_nonces.flush().await;
     let held = state_nonces.settle(OffsetDateTime::now_utc()).await;
     if held > 0 {
         tracing::error!(

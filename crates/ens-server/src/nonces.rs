@@ -1,19 +1,33 @@
-//! SignatureNonce claims, group-committed (see [`crate::batch`]): replay protection costs
-//! one store write per batch of requests, not one per request.
+//! SignatureNonce claims.
+//!
+//! Where the server's store is its own (the embedded SQLite store), claims are decided in
+//! memory: an index of every unexpired nonce on record, loaded once from the record and
+//! kept by every claim. A request waits for no store write; the claims it wins are written
+//! to the record in the background, those of [`WRITE_DELAY`] together in one store write,
+//! so that a restart refuses replays too. What that costs, exactly: a claim reaches the
+//! record about 10 ms after it was answered (plus the write), so a `kill -9` or a crash in
+//! between loses the claims of that moment, and those requests could be replayed after the
+//! restart within their clock window. A clean stop writes every claim first. The index holds
+//! at most [`MAX_INDEXED_CLAIMS`]; past it claims are decided by the record, as below.
+//!
+//! Where replicas share the store (PostgreSQL), only the store can tell a replay: each
+//! claim is decided by the database, one batched write for the claims of many requests,
+//! and the request waits for it.
 //!
 //! When the embedded store cannot write its nonce record (a full disk), claims go on in
 //! memory instead, checked against the record as it stands, so that reads keep working: the
 //! record is marked incomplete (which needs no disk space) and the claims are written as
 //! soon as it accepts writes again. A start that finds the mark refuses requests signed
-//! before it until the clock window has passed. Where replicas share the store (PostgreSQL),
-//! only the store can tell a replay, and a failed claim fails the request.
+//! before it until the clock window has passed. Where replicas share the store, a failed
+//! claim fails the request.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use ens_domain::AccessKeyId;
-use ens_store::{NonceClaim, RequestStore, StoreError};
+use ens_store::{nonce_digest, NonceClaim, RequestStore, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
@@ -22,6 +36,102 @@ use crate::batch::{BatchError, BatchWrite, GroupCommit};
 /// Most claims held in memory while the record cannot be written (about 100 bytes each);
 /// beyond them requests are refused as the store failure they meet.
 pub const MAX_UNRECORDED_CLAIMS: usize = 200_000;
+
+/// Most claims the in-memory index holds (about 24 bytes each, 100 MiB in all); past it
+/// claims are decided by the record, one batched write each, until expired ones are pruned.
+pub const MAX_INDEXED_CLAIMS: usize = 4_000_000;
+
+/// Independent locks the index is split over, so that concurrent claims rarely wait.
+const INDEX_SHARDS: usize = 16;
+
+/// How often expired claims leave the index.
+const PRUNE_INDEX_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a claim won in memory waits for others to share its write to the record: the
+/// most a crash can lose, beside the write itself.
+const WRITE_DELAY: Duration = Duration::from_millis(10);
+
+/// How long a clean stop waits for the claims still being written.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Every unexpired claim on record or being written, by digest ([`nonce_digest`]), with its
+/// expiry in Unix seconds.
+struct NonceIndex {
+    /// Loaded from the record at the first claim; `false` when the record held too many to
+    /// index, and claims are decided by the record for this process's life.
+    loaded: tokio::sync::OnceCell<bool>,
+    shards: [std::sync::Mutex<HashMap<i64, i64>>; INDEX_SHARDS],
+    len: AtomicUsize,
+    /// Claims won here whose write has not ended yet.
+    unwritten: AtomicUsize,
+    /// When expired claims were last pruned (Unix seconds).
+    pruned_at: std::sync::Mutex<i64>,
+    /// Claims won here and not yet handed to the record, with when each was made.
+    waiting: std::sync::Mutex<Vec<(NonceClaim, OffsetDateTime)>>,
+}
+
+/// What the index says of a claim.
+enum Decision {
+    Won,
+    Replay,
+    /// The index is full and does not hold it: the record decides.
+    Full,
+}
+
+impl NonceIndex {
+    fn new() -> Self {
+        Self {
+            loaded: tokio::sync::OnceCell::new(),
+            shards: std::array::from_fn(|_| std::sync::Mutex::default()),
+            len: AtomicUsize::new(0),
+            unwritten: AtomicUsize::new(0),
+            pruned_at: std::sync::Mutex::new(0),
+            waiting: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn shard(&self, digest: i64) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
+        // The remainder is below INDEX_SHARDS, so the index is in bounds.
+        let index = usize::try_from(digest.unsigned_abs() % INDEX_SHARDS as u64).unwrap_or(0);
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims `digest` until `expires_at` at `now`.
+    fn decide(&self, digest: i64, expires_at: i64, now: i64) -> Decision {
+        let mut shard = self.shard(digest);
+        match shard.get_mut(&digest) {
+            Some(held) if *held > now => Decision::Replay,
+            Some(held) => {
+                *held = expires_at;
+                Decision::Won
+            }
+            None if self.len.load(Ordering::Relaxed) >= MAX_INDEXED_CLAIMS => Decision::Full,
+            None => {
+                shard.insert(digest, expires_at);
+                self.len.fetch_add(1, Ordering::Relaxed);
+                Decision::Won
+            }
+        }
+    }
+
+    /// Forgets claims expired at `now`, at most once per [`PRUNE_INDEX_EVERY`].
+    fn prune(&self, now: i64) {
+        {
+            let mut pruned_at = self.pruned_at.lock().unwrap_or_else(PoisonError::into_inner);
+            let every = i64::try_from(PRUNE_INDEX_EVERY.as_secs()).unwrap_or(i64::MAX);
+            if now < pruned_at.saturating_add(every) {
+                return;
+            }
+            *pruned_at = now;
+        }
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = shard.len();
+            shard.retain(|_, expires_at| *expires_at > now);
+            self.len.fetch_sub(before - shard.len(), Ordering::Relaxed);
+        }
+    }
+}
 
 /// The queue in front of the store's nonce records; cheap to share.
 pub struct NonceLedger {
@@ -39,6 +149,11 @@ pub struct NonceLedger {
     /// Until when the mark must stay although every claim is recorded: a start that lost
     /// the record refuses pre-start signatures for a window, and so must a restart within it.
     keep_mark_until: Option<OffsetDateTime>,
+    /// Claims decided in memory: for a store of this process alone.
+    index: Option<NonceIndex>,
+    /// Why the record last refused a claim won in memory: the answer once
+    /// [`MAX_UNRECORDED_CLAIMS`] are held.
+    last_refusal: std::sync::Mutex<Option<Arc<StoreError>>>,
 }
 
 impl NonceLedger {
@@ -47,14 +162,17 @@ impl NonceLedger {
     #[must_use]
     pub fn new(store: Arc<dyn RequestStore>, keep_mark_until: Option<OffsetDateTime>) -> Self {
         let writer = Arc::clone(&store);
+        let local = store.nonces_are_local();
         Self {
             queue: GroupCommit::new(move |batch| claim_batch(Arc::clone(&writer), batch)),
-            local: store.nonces_are_local(),
+            local,
             marked_incomplete: AtomicBool::new(keep_mark_until.is_some()),
             store,
             unrecorded: Mutex::new(HashMap::new()),
             holds_unrecorded: AtomicBool::new(false),
             keep_mark_until,
+            index: local.then(NonceIndex::new),
+            last_refusal: std::sync::Mutex::new(None),
         }
     }
 
@@ -64,7 +182,21 @@ impl NonceLedger {
     /// # Errors
     /// When the claim could be neither written nor, for a store of this process alone,
     /// decided from the record and held in memory.
-    pub async fn claim(&self, claim: NonceClaim, now: OffsetDateTime) -> Result<bool, BatchError> {
+    pub async fn claim(self: &Arc<Self>, claim: NonceClaim, now: OffsetDateTime) -> Result<bool, BatchError> {
+        if let Some(index) = self.usable_index(now).await? {
+            if let Some(cause) = self.unrecorded_at_cap(now).await {
+                return Err(BatchError::Store(cause));
+            }
+            let digest = nonce_digest(claim.key.as_str(), &claim.nonce);
+            match index.decide(digest, claim.expires_at.unix_timestamp(), now.unix_timestamp()) {
+                Decision::Replay => return Ok(false),
+                Decision::Won => {
+                    self.write_later(index, claim, now);
+                    return Ok(true);
+                }
+                Decision::Full => {}
+            }
+        }
         if self.held_in_memory(&claim, now).await {
             return Ok(false);
         }
@@ -76,6 +208,121 @@ impl NonceLedger {
             (Ok(won), _) => Ok(won),
             (Err(BatchError::Store(cause)), Some(claim)) => self.claim_in_memory(claim, now, &cause).await,
             (Err(error), _) => Err(error),
+        }
+    }
+
+    /// The index, once loaded, when this store has one and it holds the whole record.
+    async fn usable_index(&self, now: OffsetDateTime) -> Result<Option<&NonceIndex>, BatchError> {
+        let Some(index) = &self.index else {
+            return Ok(None);
+        };
+        let whole = index
+            .loaded
+            .get_or_try_init(|| async {
+                let recorded = self.store.recorded_nonces(now).await?;
+                if recorded.len() > MAX_INDEXED_CLAIMS / 2 {
+                    tracing::warn!(
+                        recorded = recorded.len(),
+                        "too many unexpired nonces on record to decide claims in memory: the record decides each"
+                    );
+                    return Ok::<_, StoreError>(false);
+                }
+                for (digest, expires_at) in recorded {
+                    index.decide(digest, expires_at, now.unix_timestamp());
+                }
+                Ok(true)
+            })
+            .await?;
+        Ok(whole.then_some(index))
+    }
+
+    /// Writes a claim the index won to the record in the background; a claim the record
+    /// cannot take is held in memory like any claim made while it cannot be written.
+    fn write_later(self: &Arc<Self>, index: &NonceIndex, claim: NonceClaim, now: OffsetDateTime) {
+        index.unwritten.fetch_add(1, Ordering::AcqRel);
+        let first = {
+            let mut waiting = index.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            waiting.push((claim, now));
+            waiting.len() == 1
+        };
+        if first {
+            // The first claim of a batch schedules its write; those that follow within
+            // WRITE_DELAY ride along.
+            let ledger = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(WRITE_DELAY).await;
+                ledger.write_waiting().await;
+            });
+        }
+    }
+
+    /// Writes the claims waiting in the index's batch, in one store call.
+    async fn write_waiting(&self) {
+        let Some(index) = &self.index else { return };
+        let batch = std::mem::take(&mut *index.waiting.lock().unwrap_or_else(PoisonError::into_inner));
+        if batch.is_empty() {
+            return;
+        }
+        // A nonce on record must have expired before the earliest claim of the batch to be
+        // written again; the index decided them all, so the record refuses none but a
+        // nonce it already holds.
+        let earliest = batch
+            .iter()
+            .map(|(_, now)| *now)
+            .min()
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let claims: Vec<NonceClaim> = batch.into_iter().map(|(claim, _)| claim).collect();
+        if let Err(error) = self.store.claim_nonces(&claims, earliest).await {
+            let cause = Arc::new(error);
+            for claim in &claims {
+                self.hold_unrecorded(claim.clone(), &cause).await;
+            }
+        }
+        index.unwritten.fetch_sub(claims.len(), Ordering::AcqRel);
+    }
+
+    /// Why claims are refused, when the record cannot be written and [`MAX_UNRECORDED_CLAIMS`]
+    /// unexpired claims wait for it already.
+    async fn unrecorded_at_cap(&self, now: OffsetDateTime) -> Option<Arc<StoreError>> {
+        if !self.holds_unrecorded.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut unrecorded = self.unrecorded.lock().await;
+        if unrecorded.len() < MAX_UNRECORDED_CLAIMS {
+            return None;
+        }
+        unrecorded.retain(|_, expires_at| *expires_at > now);
+        if unrecorded.len() < MAX_UNRECORDED_CLAIMS {
+            return None;
+        }
+        self.last_refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Holds `claim`, already won, until the record takes it (see [`Self::settle`]).
+    async fn hold_unrecorded(&self, claim: NonceClaim, cause: &Arc<StoreError>) {
+        *self.last_refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(cause));
+        let mut unrecorded = self.unrecorded.lock().await;
+        if unrecorded.is_empty() {
+            tracing::error!(
+                error = %cause,
+                "the nonce record cannot be written: claims are kept in memory and written once it can be; free disk space"
+            );
+            self.mark_incomplete();
+        }
+        unrecorded.insert((claim.key, claim.nonce), claim.expires_at);
+        self.holds_unrecorded.store(true, Ordering::Release);
+    }
+
+    /// Waits until every claim decided in memory has been written or is held for
+    /// [`Self::settle`]: a clean stop calls it first, so that a restart refuses their replays.
+    pub async fn flush(&self) {
+        let Some(index) = &self.index else { return };
+        let deadline = tokio::time::Instant::now() + FLUSH_PATIENCE;
+        while index.unwritten.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -148,6 +395,9 @@ impl NonceLedger {
     /// the incomplete mark once nothing is missing from the record. Run periodically and at
     /// shutdown; returns how many claims are still held.
     pub async fn settle(&self, now: OffsetDateTime) -> usize {
+        if let Some(index) = &self.index {
+            index.prune(now.unix_timestamp());
+        }
         if self.holds_unrecorded.load(Ordering::Acquire) {
             let mut unrecorded = self.unrecorded.lock().await;
             unrecorded.retain(|_, expires_at| *expires_at > now);
@@ -293,15 +543,17 @@ mod tests {
     #[tokio::test]
     async fn on_a_full_disk_claims_go_on_in_memory_and_reach_the_record_afterwards() {
         let disk = full_disk(true).await;
-        let ledger = NonceLedger::new(Arc::clone(&disk) as Arc<dyn RequestStore>, None);
+        let ledger = Arc::new(NonceLedger::new(Arc::clone(&disk) as Arc<dyn RequestStore>, None));
         assert!(ledger.claim(claim("before"), NOW).await.unwrap());
+        ledger.flush().await;
 
         disk.full.store(true, Ordering::SeqCst);
-        // Used before the disk filled: the record as it stands refuses it.
+        // Used before the disk filled: refused.
         assert!(!ledger.claim(claim("before"), NOW).await.unwrap());
         // New nonces win once, from memory.
         assert!(ledger.claim(claim("during"), NOW).await.unwrap());
         assert!(!ledger.claim(claim("during"), NOW).await.unwrap());
+        ledger.flush().await;
         assert!(ledger.marked_incomplete.load(Ordering::SeqCst));
         assert_eq!(
             ledger.settle(NOW).await,
@@ -325,12 +577,53 @@ mod tests {
     #[tokio::test]
     async fn a_shared_store_that_cannot_record_a_claim_fails_the_request() {
         let disk = full_disk(false).await;
-        let ledger = NonceLedger::new(Arc::clone(&disk) as Arc<dyn RequestStore>, None);
+        let ledger = Arc::new(NonceLedger::new(Arc::clone(&disk) as Arc<dyn RequestStore>, None));
         disk.full.store(true, Ordering::SeqCst);
         assert!(matches!(
             ledger.claim(claim("n"), NOW).await,
             Err(BatchError::Store(error)) if matches!(*error, StoreError::Full(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn claims_decided_in_memory_reach_the_record_and_a_restart_refuses_their_replays() {
+        let store: Arc<dyn RequestStore> = Arc::new(Store::temporary().await.unwrap());
+        let ledger = Arc::new(NonceLedger::new(Arc::clone(&store), None));
+        assert!(
+            ledger.index.is_some(),
+            "the embedded store decides claims in memory"
+        );
+        for nonce in ["a", "b", "c"] {
+            assert!(ledger.claim(claim(nonce), NOW).await.unwrap());
+        }
+        assert!(!ledger.claim(claim("b"), NOW).await.unwrap());
+        ledger.flush().await;
+        for nonce in ["a", "b", "c"] {
+            assert!(
+                store.nonce_in_use(&claim(nonce), NOW).await.unwrap(),
+                "{nonce} on record"
+            );
+        }
+
+        // A new ledger on the same store, as after a restart, loads the record.
+        let restarted = Arc::new(NonceLedger::new(Arc::clone(&store), None));
+        assert!(!restarted.claim(claim("a"), NOW).await.unwrap());
+        assert!(restarted.claim(claim("d"), NOW).await.unwrap());
+        // Past its expiry a nonce may be used again.
+        let later = NOW + time::Duration::minutes(31);
+        assert!(restarted.claim(claim("a"), later).await.unwrap());
+    }
+
+    #[test]
+    fn the_index_forgets_expired_claims_when_pruned() {
+        let index = NonceIndex::new();
+        assert!(matches!(index.decide(1, 100, 0), Decision::Won));
+        assert!(matches!(index.decide(2, 200, 0), Decision::Won));
+        assert!(matches!(index.decide(1, 100, 50), Decision::Replay));
+        index.prune(150);
+        assert_eq!(index.len.load(Ordering::Relaxed), 1);
+        assert!(matches!(index.decide(1, 300, 150), Decision::Won));
+        assert!(matches!(index.decide(2, 300, 150), Decision::Replay));
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ const NONCE_CLAIMS_PER_STATEMENT: usize = 512;
 /// nonce. Two different nonces share a digest with odds of about n / 2^64 (n nonces
 /// remembered); then the later one is refused as a replay and the client retries with a
 /// fresh nonce.
-pub(crate) fn nonce_digest(key: &str, nonce: &str) -> i64 {
+pub fn nonce_digest(key: &str, nonce: &str) -> i64 {
     let mut hasher = Sha256::new();
     hasher.update(key.as_bytes());
     hasher.update([0]);
@@ -111,6 +111,20 @@ impl Store {
             )
             .await?;
         Ok(!found.is_empty())
+    }
+
+    /// See [`crate::RequestStore::recorded_nonces`].
+    pub(crate) async fn unexpired_nonces(&self, now: OffsetDateTime) -> StoreResult<Vec<(i64, i64)>> {
+        let mut session = self.session(Access::Nonces).await?;
+        let rows = session
+            .rows(
+                "SELECT digest, expires_at FROM used_nonces WHERE expires_at > $1",
+                &[now.unix_timestamp().into()],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|mut row| Ok((row.int(0)?, row.int(1)?)))
+            .collect()
     }
 
     /// See [`crate::RequestStore::record_audits`].

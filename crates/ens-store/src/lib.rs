@@ -39,6 +39,7 @@ use ens_domain::{AccessKeyId, AccessKeyStatus, AccountId, Image, PageRequest, Pr
 use rand::Rng;
 use time::OffsetDateTime;
 
+pub use access::nonce_digest;
 pub use admin::AdminStore;
 use engine::{Access, Dialect, Engine, Session};
 pub use error::{Cause, StoreError, StoreResult};

@@ -389,6 +389,13 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().nonce_on_record(claim, now).await
     }
 
+    /// Every nonce on record and unexpired at `now`, as `(digest, expires_at)` with the
+    /// digest of [`crate::nonce_digest`] and the expiry in Unix seconds: what a server whose
+    /// store is its own loads once to decide claims in memory.
+    async fn recorded_nonces(&self, now: OffsetDateTime) -> StoreResult<Vec<(i64, i64)>> {
+        self.store().unexpired_nonces(now).await
+    }
+
     /// Forgets nonces whose replay window has passed; returns how many.
     async fn prune_nonces(&self, now: OffsetDateTime) -> StoreResult<u64> {
         let mut tx = self.store().session(Access::Nonces).await?;
