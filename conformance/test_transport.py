@@ -29,6 +29,9 @@ from ens_support import (
     assert_request_id,
     check_describe_envelope,
     check_json_error,
+    encode_query,
+    raw_request,
+    v1_params,
 )
 
 RATE = 5
@@ -220,6 +223,22 @@ def burst(api, count):
         except (tea_exceptions.AlibabaCloudException, CoreServerException) as e:
             outcomes.append(throttle_error(api, e))
     return outcomes
+
+
+def test_a_throttled_call_keeps_its_nonce(throttled):
+    """Throttling comes before the nonce claim: the very request refused as throttled, sent
+    again byte for byte once the bucket refilled, is answered, and only that once."""
+    key = throttled.key()
+    target = "/?" + encode_query(v1_params(key.ak, key.secret))
+    assert burst(throttled.sdk(key, "core"), BURST) == ["ok"] * BURST
+    refused = raw_request(throttled.host, "POST", target)
+    check_json_error(refused, "Throttling.User", 400)
+    time.sleep(int(refused.headers["x-acs-retry-after"]) / 1000.0 + 0.05)
+    answered = raw_request(throttled.host, "POST", target)
+    assert answered.status == 200, answered.body
+    check_describe_envelope(answered.json())
+    time.sleep(1.0 / RATE + 0.05)
+    check_json_error(raw_request(throttled.host, "POST", target), "SignatureNonceUsed", 400)
 
 
 def test_throttling_per_access_key(throttled, flavor):

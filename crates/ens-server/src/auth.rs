@@ -17,14 +17,25 @@ pub struct Caller {
     pub access_key_id: AccessKeyId,
 }
 
+/// A call whose key, signature and timestamp are good, with the nonce it still has to claim
+/// ([`claim_nonce`]).
+#[derive(Debug)]
+pub struct Verified {
+    /// Who signed.
+    pub caller: Caller,
+    /// The claim of its SignatureNonce.
+    pub claim: NonceClaim,
+}
+
 /// Refuses STS tokens first (none is ever valid here), then runs the checks in the
-/// documented order: key lookup, signature, timestamp, nonce. The
-/// nonce is claimed last, so unauthenticated traffic cannot burn a caller's nonces.
-pub async fn authenticate(
+/// documented order: key lookup, signature, timestamp. The nonce is claimed afterwards,
+/// once the call passed throttling ([`claim_nonce`]), so that neither unauthenticated
+/// traffic nor a throttled caller burns nonces or costs a record write.
+pub async fn verify(
     state: &AppState,
     credentials: &Credentials,
     now: OffsetDateTime,
-) -> Result<Caller, ServerError> {
+) -> Result<Verified, ServerError> {
     if credentials.has_security_token {
         return Err(ApiError::new(ErrorCode::InvalidSecurityTokenMalformed).into());
     }
@@ -62,17 +73,31 @@ pub async fn authenticate(
             .into());
         }
     }
-    let claim = NonceClaim {
-        key: key_id.clone(),
-        nonce: credentials.nonce.clone(),
-        expires_at: now + state.config.nonce_window,
-    };
+    Ok(Verified {
+        claim: NonceClaim {
+            key: key_id.clone(),
+            nonce: credentials.nonce.clone(),
+            expires_at: now + state.config.nonce_window,
+        },
+        caller: Caller {
+            principal: key.principal,
+            access_key_id: key_id,
+        },
+    })
+}
+
+/// Claims a verified call's nonce: the last check of authentication.
+///
+/// # Errors
+/// `SignatureNonce.Used` for a replay; a store failure as the wire error it maps to.
+pub async fn claim_nonce(
+    state: &AppState,
+    claim: NonceClaim,
+    now: OffsetDateTime,
+) -> Result<(), ServerError> {
     // A failed claim is a store failure like any other (ServerError maps it to the wire).
     if !state.nonces.claim(claim, now).await? {
         return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into());
     }
-    Ok(Caller {
-        principal: key.principal,
-        access_key_id: key_id,
-    })
+    Ok(())
 }

@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::auth::{authenticate, Caller};
+use crate::auth::{claim_nonce, verify, Caller};
 use crate::authz::{authorize, Context};
 use crate::error::ServerError;
 use crate::operation::Operation;
@@ -251,7 +251,18 @@ async fn run(
                 return Err(ApiError::new(ErrorCode::ThrottlingUser).into());
             }
         }
-        let authenticated = authenticate(state, &call.credentials, now).await?;
+        let verified = verify(state, &call.credentials, now).await?;
+        // Throttled before its nonce is claimed: a throttled call costs no record write,
+        // and the caller is accountable for it as for any refusal after authentication.
+        if let Some(throttle) = &state.throttle {
+            if let Err(wait) = throttle.take(verified.caller.access_key_id.as_str(), Instant::now()) {
+                caller = Some(verified.caller);
+                retry_after = Some(wait.0);
+                return Err(ApiError::new(ErrorCode::ThrottlingUser).into());
+            }
+        }
+        claim_nonce(state, verified.claim, now).await?;
+        let authenticated = verified.caller;
         caller = Some(authenticated.clone());
         // Faults set through the control API hit signed calls only, as the cloud's own do.
         let facts = crate::faults::CallFacts::of(&call, operation.action(), &authenticated);
@@ -260,12 +271,6 @@ async fn run(
             if let Some((error, wait)) = fired.refusal {
                 retry_after = wait;
                 return Err(error.into());
-            }
-        }
-        if let Some(throttle) = &state.throttle {
-            if let Err(wait) = throttle.take(authenticated.access_key_id.as_str(), Instant::now()) {
-                retry_after = Some(wait.0);
-                return Err(ApiError::new(ErrorCode::ThrottlingUser).into());
             }
         }
         resource = operation.resource(&authenticated.principal.account);
