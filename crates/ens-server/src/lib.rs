@@ -128,6 +128,8 @@ pub struct AppState {
     pub journal: Arc<journal::Journal>,
     /// Fault rules set through the control API.
     pub faults: Arc<faults::Faults>,
+    /// RAM policy documents parsed once each.
+    pub parsed_policies: Arc<authz::ParsedPolicies>,
     /// Whether image builds move on by themselves (per process; see [`build_clock`]).
     pub build_clock: Arc<build_clock::BuildClock>,
     /// Object storage for image bytes and the transfer worker's settings; without it,
@@ -159,6 +161,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             journal: Arc::new(journal::Journal::default()),
             faults: Arc::new(faults::Faults::default()),
+            parsed_policies: Arc::default(),
             build_clock: Arc::new(build_clock::BuildClock::default()),
             transfers: None,
         }

@@ -420,7 +420,7 @@ impl Store {
     }
 
     /// A view of `scope` from the read model, loaded into it when missing; the caller has
-    /// checked that the model may answer now ([`crate::read_model::ReadModel::usable`]).
+    /// checked that the model may answer now ([`crate::read_model::ReadModel::ready`]).
     pub(crate) async fn held_view(&self, scope: &str, view: View<'_>) -> StoreResult<Arc<Listing>> {
         let key = view.key();
         if let Some(listing) = self.read_model.listing(scope, key) {

@@ -22,7 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -35,10 +35,14 @@ use crate::{StoreResult, StoredAccessKey};
 /// The PostgreSQL notification channel changes are announced on.
 const CHANNEL: &str = "ens_images_changes";
 
+/// Longest a read waits for its marker (see [`Markers`]) before it goes to the store.
+const MARKER_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Most images all held listings hold together (an image held by two listings counts twice).
 pub(crate) const MAX_HELD_IMAGES: usize = 400_000;
 
-/// Most access keys held; past it the set is dropped whole and filled again as keys are used.
+/// Most access keys held, and most users whose policies are held; past it the set is
+/// dropped whole and filled again as they are used.
 const MAX_HELD_KEYS: usize = 100_000;
 
 /// Most scopes whose version is tracked; past it every scope is dropped at once.
@@ -86,6 +90,8 @@ struct Held {
     /// Images the listings hold together.
     images: usize,
     keys: HashMap<AccessKeyId, StoredAccessKey>,
+    /// The policy documents attached to a RAM user, by account and user name.
+    policies: HashMap<(String, String), Arc<Vec<String>>>,
 }
 
 impl Held {
@@ -126,8 +132,25 @@ impl Held {
 enum Feed {
     /// SQLite: the changes file every committing process appends its origin to.
     File(ChangesFile),
-    /// PostgreSQL: notifications, read by a listener task; `live` while it listens.
-    Postgres { live: AtomicBool },
+    /// PostgreSQL: notifications, read by a listener task (see [`Markers`]).
+    Postgres(Markers),
+}
+
+/// How a PostgreSQL replica knows it has every change committed before a read began:
+/// PostgreSQL delivers notifications in commit order, so once a listener receives a marker
+/// of its own, sent after the read began, it has received every change committed before
+/// that. Reads waiting at once share one marker.
+struct Markers {
+    /// Whether the listener listens; the model is unused otherwise.
+    live: AtomicBool,
+    /// The last marker whose sending has begun.
+    started: AtomicU64,
+    /// The highest marker a read waits for.
+    wanted: AtomicU64,
+    /// The highest marker of this origin the listener has received.
+    received: tokio::sync::watch::Sender<u64>,
+    /// Wakes the marker sender.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// The model; one per [`crate::Store`], shared by its clones.
@@ -162,9 +185,13 @@ impl ReadModel {
 
     /// A model for a PostgreSQL store: unused until [`Self::listen`] listens.
     pub(crate) fn for_postgres() -> Self {
-        Self::with_feed(Feed::Postgres {
+        Self::with_feed(Feed::Postgres(Markers {
             live: AtomicBool::new(false),
-        })
+            started: AtomicU64::new(0),
+            wanted: AtomicU64::new(0),
+            received: tokio::sync::watch::Sender::new(0),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }))
     }
 
     fn with_feed(feed: Feed) -> Self {
@@ -181,11 +208,31 @@ impl ReadModel {
         model
     }
 
-    /// Whether the model may answer now: on SQLite, after taking in other processes'
-    /// changes; on PostgreSQL, while the listener listens.
-    pub(crate) fn usable(&self) -> bool {
+    /// Whether the model may answer a read beginning now, once it holds every change
+    /// committed before: on SQLite, after taking in other processes' changes; on
+    /// PostgreSQL, once the listener received a marker sent after this call began (see
+    /// [`Markers`]), which it waits for, at most [`MARKER_PATIENCE`]. `false` sends the read
+    /// to the store.
+    pub(crate) async fn ready(&self) -> bool {
+        let Feed::Postgres(markers) = &self.feed else {
+            return self.usable_now();
+        };
+        if !markers.live.load(Ordering::Acquire) {
+            return false;
+        }
+        // A marker whose sending begins after this load is sent after the read began.
+        let marker = markers.started.load(Ordering::Acquire) + 1;
+        markers.wanted.fetch_max(marker, Ordering::AcqRel);
+        markers.wake.notify_one();
+        let mut received = markers.received.subscribe();
+        let arrived = tokio::time::timeout(MARKER_PATIENCE, received.wait_for(|last| *last >= marker)).await;
+        matches!(arrived, Ok(Ok(_))) && markers.live.load(Ordering::Acquire)
+    }
+
+    /// [`Self::ready`] where no wait is needed (SQLite); on PostgreSQL, whether it listens.
+    fn usable_now(&self) -> bool {
         match &self.feed {
-            Feed::Postgres { live } => live.load(Ordering::Acquire),
+            Feed::Postgres(markers) => markers.live.load(Ordering::Acquire),
             Feed::File(file) => match file.foreign_changes(self.origin) {
                 Ok(false) => true,
                 Ok(true) => {
@@ -259,6 +306,33 @@ impl ReadModel {
         held.keys.insert(key.id.clone(), key.clone());
     }
 
+    /// The policy documents attached to `user` of `account`, when held.
+    pub(crate) fn policies(&self, account: &str, user: &str) -> Option<Arc<Vec<String>>> {
+        read(&self.held)
+            .policies
+            .get(&(account.to_owned(), user.to_owned()))
+            .cloned()
+    }
+
+    /// Holds the policy documents of `user` unless anything was dropped since `ticket`.
+    pub(crate) fn install_policies(
+        &self,
+        ticket: Ticket,
+        account: &str,
+        user: &str,
+        documents: Arc<Vec<String>>,
+    ) {
+        let mut held = write(&self.held);
+        if held.ticket(None) != ticket {
+            return;
+        }
+        if held.policies.len() >= MAX_HELD_KEYS {
+            held.policies.clear();
+        }
+        held.policies
+            .insert((account.to_owned(), user.to_owned()), documents);
+    }
+
     /// Serializes loads (see the field).
     pub(crate) async fn load_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.loading.lock().await
@@ -285,7 +359,7 @@ impl ReadModel {
     /// Announces `changes` to other processes, before the commit (PostgreSQL: the
     /// notification is delivered only if the transaction commits).
     async fn announce_before_commit(&self, session: &mut dyn Session, changes: &[Change]) -> StoreResult<()> {
-        if matches!(self.feed, Feed::Postgres { .. }) {
+        if matches!(self.feed, Feed::Postgres(_)) {
             let payload = payload(self.origin, changes);
             session
                 .execute(
@@ -312,7 +386,15 @@ impl ReadModel {
 
     /// Starts the PostgreSQL listener over `pool`; the model is used once it listens.
     pub(crate) fn listen(self: &Arc<Self>, pool: sqlx::PgPool) {
-        let task = tokio::spawn(listen(Arc::downgrade(self), pool));
+        let options = pool.connect_options().as_ref().clone();
+        let wake = match &self.feed {
+            Feed::Postgres(markers) => Arc::clone(&markers.wake),
+            Feed::File(_) => return,
+        };
+        let model = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            tokio::join!(listen(model.clone(), pool), send_markers(model, wake, options));
+        });
         if let Some(old) = self
             .listener
             .lock()
@@ -335,24 +417,39 @@ impl ReadModel {
             // An aborted task ends with a cancellation error: that is the expected end.
             let _ = task.await;
         }
-        if let Feed::Postgres { live } = &self.feed {
-            live.store(false, Ordering::Release);
+        if let Feed::Postgres(markers) = &self.feed {
+            markers.live.store(false, Ordering::Release);
         }
     }
 
     fn set_live(&self, now_live: bool) {
-        if let Feed::Postgres { live } = &self.feed {
+        if let Feed::Postgres(markers) = &self.feed {
             // Whatever was held may have missed notifications while nobody listened.
             self.apply(&[Change::Everything]);
-            live.store(now_live, Ordering::Release);
+            markers.live.store(now_live, Ordering::Release);
+            if now_live {
+                // Markers sent while nobody listened are lost; a read waiting for one may go
+                // on, since everything it can find was loaded after this point.
+                let started = markers.started.load(Ordering::Acquire);
+                markers.received.send_modify(|last| *last = (*last).max(started));
+            }
         }
     }
 
-    /// Applies a notification from another process.
+    /// Applies a notification: another process's changes, or one of this origin's markers.
     fn receive(&self, payload: &str) {
         match parse_payload(payload) {
+            Some((origin, Notification::Marker(marker))) => {
+                if let (true, Feed::Postgres(markers)) = (origin == self.origin, &self.feed) {
+                    markers.received.send_if_modified(|last| {
+                        let newer = marker > *last;
+                        *last = (*last).max(marker);
+                        newer
+                    });
+                }
+            }
             Some((origin, _)) if origin == self.origin => {}
-            Some((_, changes)) => self.apply(&changes),
+            Some((_, Notification::Changes(changes))) => self.apply(&changes),
             None => self.apply(&[Change::Everything]),
         }
     }
@@ -389,16 +486,89 @@ fn payload(origin: u64, changes: &[Change]) -> String {
     text
 }
 
-fn parse_payload(payload: &str) -> Option<(u64, Vec<Change>)> {
+/// What a notification on [`CHANNEL`] carries.
+#[derive(Debug, PartialEq, Eq)]
+enum Notification {
+    Changes(Vec<Change>),
+    /// `origin\n#n`: marker `n` of that origin (see [`Markers`]).
+    Marker(u64),
+}
+
+fn parse_payload(payload: &str) -> Option<(u64, Notification)> {
     let mut lines = payload.split('\n');
     let origin = u64::from_str_radix(lines.next()?, 16).ok()?;
-    let changes = lines
+    let rest: Vec<&str> = lines.collect();
+    if let [marker] = rest.as_slice() {
+        if let Some(number) = marker.strip_prefix('#') {
+            return Some((origin, Notification::Marker(number.parse().ok()?)));
+        }
+    }
+    let changes = rest
+        .into_iter()
         .map(|line| match line {
             "*" => Change::Everything,
             scope => Change::Scope(scope.to_owned()),
         })
         .collect();
-    Some((origin, changes))
+    Some((origin, Notification::Changes(changes)))
+}
+
+/// Sends the markers reads wait for, one at a time, each covering every read waiting when
+/// it is sent, on a connection of its own whose commits do not wait for the disk (a
+/// marker needs no durability).
+async fn send_markers(
+    model: Weak<ReadModel>,
+    wake: Arc<tokio::sync::Notify>,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    use sqlx::Connection as _;
+    let mut connection: Option<sqlx::PgConnection> = None;
+    loop {
+        // Armed before the check, so a wake-up given after the check is not lost.
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let payload = {
+            let Some(strong) = model.upgrade() else { return };
+            let Feed::Postgres(markers) = &strong.feed else {
+                return;
+            };
+            if markers.wanted.load(Ordering::Acquire) <= markers.started.load(Ordering::Acquire) {
+                None
+            } else {
+                let marker = markers.started.fetch_add(1, Ordering::AcqRel) + 1;
+                Some(format!("{:x}\n#{marker}", strong.origin))
+            }
+        };
+        let Some(payload) = payload else {
+            woken.await;
+            continue;
+        };
+        let sent = async {
+            if connection.is_none() {
+                let mut fresh = sqlx::PgConnection::connect_with(&options).await?;
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(&mut fresh)
+                    .await?;
+                connection = Some(fresh);
+            }
+            match connection.as_mut() {
+                Some(open) => sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(&payload)
+                    .execute(open)
+                    .await
+                    .map(drop),
+                None => Ok(()),
+            }
+        }
+        .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, "cannot send a read marker; reads go to the database meanwhile");
+            connection = None;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Listens for changes until the model is dropped, reconnecting after a lost connection
@@ -531,7 +701,9 @@ const WATCHED: &[&str] = &[
     "image_disks",
     "access_keys",
     "accounts",
-    "users",
+    "ram_users",
+    "policies",
+    "policy_attachments",
 ];
 
 /// Whether `sql` writes one of the [`WATCHED`] tables.
@@ -625,19 +797,27 @@ mod tests {
         assert!(!writes_watched("INSERT INTO audit_log (seq) VALUES ($1)"));
         assert!(!writes_watched("SELECT 1 FROM images"));
         assert!(!writes_watched("UPDATE image_transfers SET lease = $1"));
+        assert!(writes_watched(
+            "DELETE FROM policy_attachments WHERE account_id = $1"
+        ));
+        assert!(writes_watched("DELETE FROM ram_users WHERE account_id = $1"));
     }
 
     #[test]
     fn payloads_round_trip_and_overflow_to_everything() {
         let changes = vec![Change::Scope("system".into()), Change::Scope("1234".into())];
-        assert_eq!(parse_payload(&payload(42, &changes)), Some((42, changes)));
+        assert_eq!(
+            parse_payload(&payload(42, &changes)),
+            Some((42, Notification::Changes(changes)))
+        );
         let many: Vec<Change> = (0..2_000)
             .map(|n| Change::Scope(format!("account-{n}")))
             .collect();
         assert_eq!(
             parse_payload(&payload(7, &many)),
-            Some((7, vec![Change::Everything]))
+            Some((7, Notification::Changes(vec![Change::Everything])))
         );
+        assert_eq!(parse_payload("2a\n#17"), Some((42, Notification::Marker(17))));
         assert_eq!(parse_payload("not hex"), None);
     }
 
@@ -680,12 +860,12 @@ mod tests {
         let other = ReadModel::for_sqlite(&database);
         let ticket = mine.ticket(Some("a"));
         mine.install_listing("a", "*", ticket, listing(0));
-        assert!(mine.usable());
+        assert!(mine.usable_now());
         mine.announce_after_commit();
-        assert!(mine.usable());
+        assert!(mine.usable_now());
         assert!(mine.listing("a", "*").is_some(), "its own appends change nothing");
         other.announce_after_commit();
-        assert!(mine.usable());
+        assert!(mine.usable_now());
         assert!(
             mine.listing("a", "*").is_none(),
             "another origin's append drops everything"

@@ -347,7 +347,7 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Looks up a key by ID, whatever its status.
     async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<StoredAccessKey>> {
         let model = &self.store().read_model;
-        let usable = model.usable();
+        let usable = model.ready().await;
         if let Some(key) = model.key(id).filter(|_| usable) {
             return Ok(Some(key));
         }
@@ -406,20 +406,33 @@ pub trait RequestStore: Send + Sync + 'static {
         .await
     }
 
-    /// The documents of every policy attached to a user, read fresh on each call.
+    /// The documents of every policy attached to a user, from the read model (dropped on
+    /// any change of users, policies or attachments).
     async fn user_policy_documents(
         &self,
         account: &AccountId,
         user: &RamUserName,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Arc<Vec<String>>> {
+        let model = &self.store().read_model;
+        let usable = model.ready().await;
+        if let Some(documents) = model.policies(account.as_str(), user.as_str()).filter(|_| usable) {
+            return Ok(documents);
+        }
+        let ticket = model.ticket(None);
         let mut tx = self.store().session(Access::ReadOne).await?;
-        tx.texts(
-            "SELECT p.document FROM policy_attachments a JOIN policies p \
-             ON p.account_id = a.account_id AND p.name = a.policy_name \
-             WHERE a.account_id = $1 AND a.user_name = $2 ORDER BY p.name",
-            &[account.as_str().into(), user.as_str().into()],
-        )
-        .await
+        let documents = Arc::new(
+            tx.texts(
+                "SELECT p.document FROM policy_attachments a JOIN policies p \
+                 ON p.account_id = a.account_id AND p.name = a.policy_name \
+                 WHERE a.account_id = $1 AND a.user_name = $2 ORDER BY p.name",
+                &[account.as_str().into(), user.as_str().into()],
+            )
+            .await?,
+        );
+        if usable {
+            model.install_policies(ticket, account.as_str(), user.as_str(), Arc::clone(&documents));
+        }
+        Ok(documents)
     }
 
     /// Appends audit entries, all in one write: the server gathers the entries of
@@ -891,7 +904,7 @@ pub trait RequestStore: Send + Sync + 'static {
     /// every node.
     async fn describe_self_images(&self, query: &SelfImageQuery) -> StoreResult<Page<ImageView>> {
         let store = self.store();
-        if store.read_model.usable() {
+        if store.read_model.ready().await {
             let held = store.held_view(query.viewer.as_str(), View::SelfImages).await?;
             // The same matches as the SQL below: ASCII case folded, `%` and `_` literal.
             let folded = |text: &Option<String>| text.as_ref().map(|text| text.to_ascii_lowercase());
@@ -958,7 +971,7 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Every public image, with an OS type filter (case-insensitive), each with every node.
     async fn public_images(&self, os_type: Option<&str>) -> StoreResult<Vec<Image>> {
         let store = self.store();
-        if store.read_model.usable() {
+        if store.read_model.ready().await {
             let held = store.held_view(SYSTEM_SCOPE, View::PublicEveryNode).await?;
             return Ok(held
                 .images
@@ -994,7 +1007,7 @@ pub trait RequestStore: Send + Sync + 'static {
             total_count,
             request: query.page,
         };
-        if !filtered && store.read_model.usable() {
+        if !filtered && store.read_model.ready().await {
             let public = store.held_view(SYSTEM_SCOPE, View::Listing { node }).await?;
             let own = store
                 .held_view(query.viewer.as_str(), View::Listing { node })

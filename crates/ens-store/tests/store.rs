@@ -860,7 +860,7 @@ async fn ram_users_keys_and_policies_live_and_die_together(store: &Store) {
     store.attach_policy(&alice, &reader, "read-only").await.unwrap();
     store.attach_policy(&alice, &reader, "read-only").await.unwrap();
     assert_eq!(
-        store.user_policy_documents(&alice, &reader).await.unwrap(),
+        *store.user_policy_documents(&alice, &reader).await.unwrap(),
         [document]
     );
     let busy = store.delete_policy(&alice, "read-only").await;
@@ -1342,6 +1342,44 @@ mod postgres_replicas {
         assert!(one.pool_stats().is_some());
     }
 
+    /// Reads the read model answers (unfiltered DescribeImages, DescribeSelfImages, access
+    /// keys) see a write through the other replica at once: no wait between the two.
+    async fn reads_from_memory_see_the_other_replicas_writes_at_once(one: &Store, other: &Store) {
+        let (alice, _) = seeded(one).await;
+        let id = create(one, &alice, "held-0", &["cn-dalian-unicom"]).await;
+        let listed = |page: &ens_domain::Page<ens_domain::ImageView>| {
+            page.items
+                .iter()
+                .find(|view| view.image.id == id)
+                .map(|view| view.image.name.clone())
+        };
+        assert_eq!(
+            listed(&other.describe_images(&query(&alice, 1, 50)).await.unwrap()),
+            Some("held-0".into())
+        );
+        for round in 1..=30 {
+            let (writer, reader) = if round % 2 == 0 {
+                (one, other)
+            } else {
+                (other, one)
+            };
+            let name = format!("held-{round}");
+            writer.rename_image(&alice, &id, &name).await.unwrap();
+            let page = reader.describe_images(&query(&alice, 1, 50)).await.unwrap();
+            assert_eq!(listed(&page), Some(name.clone()), "round {round}");
+        }
+        let key = AccessKeyId::parse("AKALICE").unwrap();
+        assert!(other.access_key(&key).await.unwrap().is_some());
+        one.delete_access_key(&key).await.unwrap();
+        assert!(
+            other.access_key(&key).await.unwrap().is_none(),
+            "a deleted key is gone at once"
+        );
+        one.delete_image(&alice, &id).await.unwrap();
+        let page = other.describe_images(&query(&alice, 1, 50)).await.unwrap();
+        assert_eq!(listed(&page), None);
+    }
+
     /// Each case on two stores over one fresh database: two server replicas.
     macro_rules! replica_suite {
         ($($case:ident),* $(,)?) => {
@@ -1366,6 +1404,7 @@ mod postgres_replicas {
         concurrent_build_advances_move_each_image_once_per_step,
         a_delete_racing_a_share_never_leaves_a_share_on_a_deleted_image,
         replicas_starting_together_make_one_owner_and_load_one_catalog,
+        reads_from_memory_see_the_other_replicas_writes_at_once,
         heartbeats_count_the_replicas_alive_in_the_window
     );
 }
