@@ -146,7 +146,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     // Every log line written while answering carries the RequestId.
     let span = tracing::info_span!("request", request_id = %request_id);
-    let outcome = run(&state, &parts, body, &request_id)
+    let outcome = ens_store::as_one_request(run(&state, &parts, body, &request_id))
         .instrument(span.clone())
         .await;
     let _entered = span.enter();

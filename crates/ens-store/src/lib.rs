@@ -45,6 +45,7 @@ use engine::{Access, Dialect, Engine, Session};
 pub use error::{Cause, StoreError, StoreResult};
 pub use generate::{GenerateSpec, GeneratedAccount, GeneratedCatalog};
 pub use postgres::PostgresEngine;
+pub use read_model::as_one_request;
 pub use redact::{redact_database_url, redact_secrets};
 pub use request::RequestStore;
 pub use reset::{ResetPoint, ResetSummary};

@@ -17,6 +17,7 @@
 //! Memory is bounded: listings hold at most [`MAX_HELD_IMAGES`] images together; a listing
 //! larger than half of that is never held, and is read from the tables instead.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -34,6 +35,18 @@ use crate::{StoreResult, StoredAccessKey};
 
 /// The PostgreSQL notification channel changes are announced on.
 const CHANNEL: &str = "ens_images_changes";
+
+tokio::task_local! {
+    /// Whether a read of the request running in this task already waited for its marker.
+    static REQUEST_IS_CURRENT: Cell<bool>;
+}
+
+/// Runs `request` (one API call) so that its reads share one freshness check: once one of
+/// them has every change committed before the request arrived (see [`Markers`]), so have
+/// the others, which then wait for no marker of their own.
+pub async fn as_one_request<F: std::future::Future>(request: F) -> F::Output {
+    REQUEST_IS_CURRENT.scope(Cell::new(false), request).await
+}
 
 /// Longest a read waits for its marker (see [`Markers`]) before it goes to the store.
 const MARKER_PATIENCE: Duration = Duration::from_secs(1);
@@ -220,13 +233,21 @@ impl ReadModel {
         if !markers.live.load(Ordering::Acquire) {
             return false;
         }
+        if REQUEST_IS_CURRENT.try_with(Cell::get).unwrap_or(false) {
+            return true;
+        }
         // A marker whose sending begins after this load is sent after the read began.
         let marker = markers.started.load(Ordering::Acquire) + 1;
         markers.wanted.fetch_max(marker, Ordering::AcqRel);
         markers.wake.notify_one();
         let mut received = markers.received.subscribe();
         let arrived = tokio::time::timeout(MARKER_PATIENCE, received.wait_for(|last| *last >= marker)).await;
-        matches!(arrived, Ok(Ok(_))) && markers.live.load(Ordering::Acquire)
+        let current = matches!(arrived, Ok(Ok(_))) && markers.live.load(Ordering::Acquire);
+        if current {
+            // Nothing to do outside a request scope: each read then waits for its own marker.
+            let _ = REQUEST_IS_CURRENT.try_with(|flag| flag.set(true));
+        }
+        current
     }
 
     /// [`Self::ready`] where no wait is needed (SQLite); on PostgreSQL, whether it listens.
@@ -537,10 +558,10 @@ async fn send_markers(
                 None
             } else {
                 let marker = markers.started.fetch_add(1, Ordering::AcqRel) + 1;
-                Some(format!("{:x}\n#{marker}", strong.origin))
+                Some((marker, format!("{:x}\n#{marker}", strong.origin)))
             }
         };
-        let Some(payload) = payload else {
+        let Some((marker, payload)) = payload else {
             woken.await;
             continue;
         };
@@ -567,7 +588,17 @@ async fn send_markers(
             tracing::warn!(%error, "cannot send a read marker; reads go to the database meanwhile");
             connection = None;
             tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
         }
+        // The next marker goes once this one is back: the reads arriving meanwhile all
+        // share it, so a busy replica sends one marker per round trip, not one per read.
+        let Some(mut received) = model.upgrade().and_then(|strong| match &strong.feed {
+            Feed::Postgres(markers) => Some(markers.received.subscribe()),
+            Feed::File(_) => None,
+        }) else {
+            return;
+        };
+        let _ = tokio::time::timeout(MARKER_PATIENCE, received.wait_for(|last| *last >= marker)).await;
     }
 }
 
