@@ -1,18 +1,20 @@
-//! The read model: the listings DescribeImages pages through and the access keys every
-//! request is verified with, kept in memory so that the common read costs no statement.
+//! The read model: what the common reads need, kept in memory so that they cost no
+//! statement: the DescribeImages listings, each account's DescribeSelfImages set, the public
+//! images DescribeImageInfos lists, access keys and RAM users' policies.
 //!
 //! Never stale, by construction:
 //! - every write session is wrapped in [`Tracked`], which learns what the transaction
-//!   changed (a listing's scope, or, for anything it cannot place, everything) and, once the
-//!   commit succeeded and before the write is acknowledged, drops what the model held of it;
+//!   changed (a scope, or, for anything it cannot place, everything) and, once the commit
+//!   succeeded and before the write is acknowledged, drops what the model held of it;
 //! - a load records a [`Ticket`] before it reads and installs its result only if nothing it
 //!   covers was dropped meanwhile, so a load that raced a commit never installs the state
 //!   from before it;
 //! - other processes' writes arrive through a feed: on SQLite, a file beside the database
 //!   where every committing process appends its origin (checked with one `stat` per read);
 //!   on PostgreSQL, a notification sent in the writing transaction, so delivered only if it
-//!   commits. While the PostgreSQL listener is down the model is not used at all, and it
-//!   starts empty when the listener is back (notifications may have been missed).
+//!   commits, and before a read answers the replica waits for a marker of its own (see
+//!   [`Markers`]). While the PostgreSQL listener is down the model is not used at all, and
+//!   it starts empty when the listener is back (notifications may have been missed).
 //!
 //! Memory is bounded: listings hold at most [`MAX_HELD_IMAGES`] images together; a listing
 //! larger than half of that is never held, and is read from the tables instead.
@@ -98,7 +100,8 @@ struct Held {
     epoch: u64,
     /// Bumped per scope when that scope's listings are dropped.
     versions: HashMap<String, u64>,
-    /// Scope, then node (`*` for every node), to the listing.
+    /// Scope, then a view's key (a node ID, `''` for every node, or a view beside the
+    /// listings: `crate::images::View`), to what it holds.
     listings: HashMap<String, HashMap<String, Arc<Listing>>>,
     /// Images the listings hold together.
     images: usize,
@@ -125,10 +128,8 @@ impl Held {
         }
         *self.versions.entry(scope.to_owned()).or_insert(0) += 1;
         if let Some(listings) = self.listings.remove(scope) {
-            self.images -= listings
-                .values()
-                .map(|listing| listing.images.len())
-                .sum::<usize>();
+            let held: usize = listings.values().map(|listing| listing.images.len()).sum();
+            self.images = self.images.saturating_sub(held);
         }
     }
 
@@ -306,7 +307,7 @@ impl ReadModel {
             .entry(scope.to_owned())
             .or_default()
             .insert(node.to_owned(), Arc::clone(&listing));
-        held.images = held.images + size - replaced.map_or(0, |old| old.images.len());
+        held.images = (held.images + size).saturating_sub(replaced.map_or(0, |old| old.images.len()));
         listing
     }
 
