@@ -491,13 +491,13 @@ impl Store {
         );
         let disks = tx.rows(&disks, &params).await?;
         attach_parts(&mut images, nodes, disks)?;
-        Ok(Listing {
-            images: order
+        Ok(Listing::new(
+            order
                 .iter()
                 .filter_map(|seq| images.remove(seq))
                 .map(Arc::new)
                 .collect(),
-        })
+        ))
     }
 
     /// The images of a listing page, when every one is kept in memory and still current
@@ -554,9 +554,7 @@ impl View<'_> {
 }
 
 fn every_node(images: Vec<Image>) -> Listing {
-    Listing {
-        images: images.into_iter().map(Arc::new).collect(),
-    }
+    Listing::new(images.into_iter().map(Arc::new).collect())
 }
 
 /// Adds to `images` their nodes (rows of `image_seq, node_id`) and disks (rows of

@@ -80,10 +80,65 @@ pub(crate) enum Change {
     Everything,
 }
 
-/// One listing as DescribeImages shows it: its images in order, each with its first node.
+/// One listing as DescribeImages shows it: its images in order, each with its first node,
+/// with what finds an image by ID, name or snapshot without a scan (the filters
+/// DescribeImages takes).
 #[derive(Debug)]
 pub(crate) struct Listing {
     pub(crate) images: Vec<Arc<Image>>,
+    /// Positions by the hash of an image's ID, name or snapshot ID (tagged apart), in order;
+    /// a hash only narrows the candidates, each of which is compared in full.
+    positions: HashMap<u64, Vec<usize>>,
+    /// Hashes with keys of this listing's own, so that nobody can choose names that collide.
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Which field of an image a [`Listing`] finds it by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Field {
+    Id,
+    Name,
+    Snapshot,
+}
+
+impl Listing {
+    /// A listing of `images`, in that order.
+    pub(crate) fn new(images: Vec<Arc<Image>>) -> Self {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut positions: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (position, image) in images.iter().enumerate() {
+            let mut add = |field, value: &str| {
+                positions
+                    .entry(Self::hash(&hasher, field, value))
+                    .or_default()
+                    .push(position);
+            };
+            add(Field::Id, image.id.as_str());
+            add(Field::Name, &image.name);
+            if let Some(snapshot) = &image.snapshot_id {
+                add(Field::Snapshot, snapshot);
+            }
+        }
+        Self {
+            images,
+            positions,
+            hasher,
+        }
+    }
+
+    fn hash(hasher: &std::collections::hash_map::RandomState, field: Field, value: &str) -> u64 {
+        use std::hash::BuildHasher;
+        hasher.hash_one((field as u8, value))
+    }
+
+    /// The images whose `field` may be `value`, in listing order (the caller compares).
+    pub(crate) fn candidates(&self, field: Field, value: &str) -> impl Iterator<Item = &Arc<Image>> {
+        self.positions
+            .get(&Self::hash(&self.hasher, field, value))
+            .into_iter()
+            .flatten()
+            .filter_map(|position| self.images.get(*position))
+    }
 }
 
 /// What [`ReadModel::install_listing`] and [`ReadModel::install_key`] compare to tell whether
@@ -854,9 +909,50 @@ mod tests {
     }
 
     fn listing(size: usize) -> Listing {
-        Listing {
-            images: Vec::with_capacity(size),
-        }
+        Listing::new(Vec::with_capacity(size))
+    }
+
+    fn image(id: &str, name: &str, snapshot: Option<&str>) -> Arc<Image> {
+        Arc::new(Image {
+            id: ens_domain::ImageId::parse(id).expect("an image ID"),
+            name: name.into(),
+            owner: None,
+            architecture: "x86_64".into(),
+            platform: "centos".into(),
+            os_type: "linux".into(),
+            size_gib: 20,
+            creation_time: time::OffsetDateTime::UNIX_EPOCH,
+            snapshot_id: snapshot.map(str::to_owned),
+            nodes: Vec::new(),
+            disk_device_mappings: Vec::new(),
+            status: ens_domain::ImageStatus::Available,
+            instance_id: None,
+            compute_type: "ens_vm".into(),
+            os_version: "7.9".into(),
+            description: String::new(),
+        })
+    }
+
+    #[test]
+    fn a_listing_finds_its_images_by_id_name_and_snapshot_in_order() {
+        let listing = Listing::new(vec![
+            image("m-one", "web", Some("sp-1")),
+            image("m-two", "db", None),
+            image("m-three", "web", Some("sp-1")),
+        ]);
+        let ids = |field, value| {
+            listing
+                .candidates(field, value)
+                .map(|image| image.id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(Field::Name, "web"), ["m-one", "m-three"]);
+        assert_eq!(ids(Field::Id, "m-two"), ["m-two"]);
+        assert_eq!(ids(Field::Snapshot, "sp-1"), ["m-one", "m-three"]);
+        // A field's values never answer for another field's.
+        assert!(ids(Field::Name, "m-two").is_empty());
+        assert!(ids(Field::Snapshot, "web").is_empty());
+        assert!(ids(Field::Name, "WEB").is_empty(), "matching is exact");
     }
 
     #[test]

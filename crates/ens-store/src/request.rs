@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::engine::{Access, Lock, Param, Row, Session};
 use crate::images::{image_nodes, is_shared_with, CountChanges, Listed, View};
+use crate::read_model::{Field, Listing};
 use crate::rows::{
     account_from, corrupt, failure_from, format_time, instance_from_row, millis, new_custom_image_id,
     parse_time, principal_from, snapshot_from_row, status_from, to_i64, to_u64, views, ALL_NODES,
@@ -192,6 +193,25 @@ async fn page_from_filters(tx: &mut dyn Session, query: &ImageQuery) -> StoreRes
     conditions
         .page(tx, "(i.owner_id IS NOT NULL), i.seq", query.page)
         .await
+}
+
+/// The images of `listing` matching the exact filters of `query` (at least one is set), in
+/// listing order.
+fn filter_listing<'a>(listing: &'a Listing, query: &'a ImageQuery) -> impl Iterator<Item = &'a Arc<Image>> {
+    let (field, value) = match (&query.image_id, &query.image_name, &query.snapshot_id) {
+        (Some(id), _, _) => (Field::Id, id.as_str()),
+        (None, Some(name), _) => (Field::Name, name.as_str()),
+        (None, None, Some(snapshot)) => (Field::Snapshot, snapshot.as_str()),
+        (None, None, None) => (Field::Id, ""),
+    };
+    listing.candidates(field, value).filter(move |image| {
+        query.image_id.as_ref().is_none_or(|id| image.id == *id)
+            && query.image_name.as_ref().is_none_or(|name| image.name == *name)
+            && query
+                .snapshot_id
+                .as_ref()
+                .is_none_or(|snapshot| image.snapshot_id.as_ref() == Some(snapshot))
+    })
 }
 
 /// Images `offset..offset + limit` of the public listing followed by the viewer's.
@@ -1007,13 +1027,30 @@ pub trait RequestStore: Send + Sync + 'static {
             total_count,
             request: query.page,
         };
-        if !filtered && store.read_model.ready().await {
+        if store.read_model.ready().await {
             let public = store.held_view(SYSTEM_SCOPE, View::Listing { node }).await?;
             let own = store
                 .held_view(query.viewer.as_str(), View::Listing { node })
                 .await?;
-            let total = u64::try_from(public.images.len() + own.images.len()).map_err(corrupt)?;
-            return Ok(page(page_of(&public.images, &own.images, offset, limit), total));
+            if !filtered {
+                let total = u64::try_from(public.images.len() + own.images.len()).map_err(corrupt)?;
+                return Ok(page(page_of(&public.images, &own.images, offset, limit), total));
+            }
+            // The filters' order is the listings' own: public images first, each group in
+            // image order; an exact ID, name or snapshot narrows through the listing's index.
+            let matching: Vec<&Arc<Image>> = [&public, &own]
+                .into_iter()
+                .flat_map(|listing| filter_listing(listing, query))
+                .collect();
+            let total = u64::try_from(matching.len()).map_err(corrupt)?;
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            let images = matching
+                .into_iter()
+                .skip(start)
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .map(|image| Image::clone(image))
+                .collect();
+            return Ok(page(images, total));
         }
         if !filtered
             && store.dialect.statements_are_round_trips()
