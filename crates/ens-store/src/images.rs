@@ -15,9 +15,10 @@ use ens_domain::rules::ensure_owner;
 use ens_domain::{AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, ImageId, ImageStatus};
 
 use crate::engine::{Access, Dialect, Lock, Param, Row, Session};
-use crate::read_model::Listing;
+use crate::read_model::{Listing, SharesOf};
 use crate::rows::{
-    format_time, image_from_row, millis, node_from, to_i64, to_u64, ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
+    account_from, format_time, image_from_row, millis, node_from, parse_time, to_i64, to_u64, ALL_NODES,
+    IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{NewImage, Store, StoreError, StoreResult};
 
@@ -455,6 +456,38 @@ impl Store {
         };
         tx.commit().await?;
         Ok(self.read_model.install_listing(scope, key, ticket, listing))
+    }
+
+    /// The shares of `owner`'s images from the read model, loaded into it when missing; the
+    /// caller has checked that the model may answer now.
+    pub(crate) async fn held_shares(&self, owner: &str) -> StoreResult<Arc<SharesOf>> {
+        if let Some(shares) = self.read_model.shares(owner) {
+            return Ok(shares);
+        }
+        let _turn = self.read_model.load_turn().await;
+        if let Some(shares) = self.read_model.shares(owner) {
+            return Ok(shares);
+        }
+        let ticket = self.read_model.ticket(Some(owner));
+        let mut tx = self.session(Access::Read).await?;
+        let rows = tx
+            .rows(
+                "SELECT i.id, s.account_id, s.created_at FROM image_shares s JOIN images i ON i.seq = s.image_seq \
+                 WHERE i.owner_id = $1 ORDER BY i.seq, s.created_at, s.account_id",
+                &[owner.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut shares = SharesOf::new();
+        for mut row in rows {
+            shares.entry(row.text(0)?).or_default().push(crate::ImageShare {
+                account: account_from(&row.text(1)?)?,
+                created_at: parse_time(&row.text(2)?)?,
+            });
+        }
+        let shares = Arc::new(shares);
+        self.read_model.install_shares(owner, ticket, Arc::clone(&shares));
+        Ok(shares)
     }
 
     /// Reads the listing of `scope` on `node` whole, in order (three statements whatever its

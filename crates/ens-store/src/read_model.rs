@@ -1,6 +1,7 @@
 //! The read model: what the common reads need, kept in memory so that they cost no
 //! statement: the DescribeImages listings, each account's DescribeSelfImages set, the public
-//! images DescribeImageInfos lists, access keys and RAM users' policies.
+//! images DescribeImageInfos lists, the shares of each account's images, access keys and
+//! RAM users' policies.
 //!
 //! Never stale, by construction:
 //! - every write session is wrapped in [`Tracked`], which learns what the transaction
@@ -73,8 +74,8 @@ const MAX_PAYLOAD_BYTES: usize = 7_000;
 /// What a committed transaction changed, as far as the read model is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change {
-    /// The listings of one scope (`system` or an account ID): their members or the images
-    /// they show.
+    /// What is held of one scope (`system` or an account ID): its listings' members or the
+    /// images they show, or, for an account, the shares of its images.
     Scope(String),
     /// Anything else the model holds may have changed: drop it all.
     Everything,
@@ -163,7 +164,13 @@ struct Held {
     keys: HashMap<AccessKeyId, StoredAccessKey>,
     /// The policy documents attached to a RAM user, by account and user name.
     policies: HashMap<(String, String), Arc<Vec<String>>>,
+    /// The shares of an account's images (scope: the owner), by image ID.
+    shares: HashMap<String, Arc<SharesOf>>,
 }
+
+/// The shares of one account's images, by image ID, each image's in DescribeImageSharePermission
+/// order (oldest first, then by account).
+pub(crate) type SharesOf = HashMap<String, Vec<crate::ImageShare>>;
 
 impl Held {
     fn ticket(&self, scope: Option<&str>) -> Ticket {
@@ -182,6 +189,7 @@ impl Held {
             return;
         }
         *self.versions.entry(scope.to_owned()).or_insert(0) += 1;
+        self.shares.remove(scope);
         if let Some(listings) = self.listings.remove(scope) {
             let held: usize = listings.values().map(|listing| listing.images.len()).sum();
             self.images = self.images.saturating_sub(held);
@@ -408,6 +416,23 @@ impl ReadModel {
         }
         held.policies
             .insert((account.to_owned(), user.to_owned()), documents);
+    }
+
+    /// The shares of `owner`'s images, when held.
+    pub(crate) fn shares(&self, owner: &str) -> Option<Arc<SharesOf>> {
+        read(&self.held).shares.get(owner).cloned()
+    }
+
+    /// Holds the shares of `owner`'s images unless its scope was dropped since `ticket`.
+    pub(crate) fn install_shares(&self, owner: &str, ticket: Ticket, shares: Arc<SharesOf>) {
+        let mut held = write(&self.held);
+        if held.ticket(Some(owner)) != ticket {
+            return;
+        }
+        if held.shares.len() >= MAX_HELD_KEYS {
+            held.shares.clear();
+        }
+        held.shares.insert(owner.to_owned(), shares);
     }
 
     /// Serializes loads (see the field).

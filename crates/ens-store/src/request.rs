@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ens_domain::rules::{ensure_deletable, ensure_shareable};
+use ens_domain::rules::{ensure_deletable, ensure_owner, ensure_shareable};
 use ens_domain::{
     AccessKeyId, AccessKeyStatus, AccountId, BuildFailure, ExportStatus, Image, ImageError, ImageExportInfo,
     ImageId, ImageQuery, ImageStatus, ImageView, Instance, NodeId, ObjectName, Page, PageRequest,
@@ -821,7 +821,9 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().write(|mut tx| async move {
             let mut counts = CountChanges::default();
             let (seq, image) = images.owned_image(&mut *tx, owner, id, Some(Lock::Update)).await?;
-            // Only the listings of the accounts added or removed change.
+            // Only the listings of the accounts added or removed change, and the owner's
+            // record of its shares.
+            tx.touch(Some(owner.as_str()));
             for account in add.iter().chain(remove) {
                 tx.touch(Some(account.as_str()));
             }
@@ -882,6 +884,47 @@ pub trait RequestStore: Send + Sync + 'static {
         account: Option<&AccountId>,
         page: PageRequest,
     ) -> StoreResult<Page<ImageShare>> {
+        let store = self.store();
+        if store.read_model.ready().await {
+            // The owner's rule as `owned_image` applies it: own images and shared-in ones are
+            // in the caller's DescribeSelfImages set, public ones in the public set.
+            let visible = store.held_view(owner.as_str(), View::SelfImages).await?;
+            let found = visible
+                .candidates(Field::Id, id.as_str())
+                .find(|image| image.id == *id);
+            match found {
+                Some(image) => ensure_owner(image, owner, image.owner.as_ref() != Some(owner))?,
+                None => {
+                    let public = store.held_view(SYSTEM_SCOPE, View::PublicEveryNode).await?;
+                    if public
+                        .candidates(Field::Id, id.as_str())
+                        .any(|image| image.id == *id)
+                    {
+                        return Err(ImageError::PublicImage.into());
+                    }
+                    return Err(ImageError::NotFound.into());
+                }
+            }
+            let shares = store.held_shares(owner.as_str()).await?;
+            let matching: Vec<&ImageShare> = shares
+                .get(id.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|share| account.is_none_or(|account| share.account == *account))
+                .collect();
+            let total_count = u64::try_from(matching.len()).map_err(corrupt)?;
+            let items = matching
+                .into_iter()
+                .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
+                .take(usize::try_from(page.limit()).unwrap_or(usize::MAX))
+                .cloned()
+                .collect();
+            return Ok(Page {
+                items,
+                total_count,
+                request: page,
+            });
+        }
         let mut tx = self.store().session(Access::Read).await?;
         let (seq, _) = self.store().owned_image(&mut *tx, owner, id, None).await?;
         let filter = account.map(AccountId::as_str);
