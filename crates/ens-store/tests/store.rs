@@ -1368,6 +1368,29 @@ mod postgres_replicas {
             let page = reader.describe_images(&query(&alice, 1, 50)).await.unwrap();
             assert_eq!(listed(&page), Some(name.clone()), "round {round}");
         }
+        // Shares: the owner's record of them, and the other account's DescribeSelfImages.
+        let bob = super::account("1000000000000002");
+        let shares = |store: &Store| {
+            let (store, alice, id) = (store.clone(), alice.clone(), id.clone());
+            async move {
+                let page = query(&alice, 1, 10).page;
+                store
+                    .image_shares(&alice, &id, None, page)
+                    .await
+                    .unwrap()
+                    .total_count
+            }
+        };
+        assert_eq!(shares(other).await, 0);
+        one.modify_image_shares(&alice, &id, std::slice::from_ref(&bob), &[], NOW)
+            .await
+            .unwrap();
+        assert_eq!(shares(other).await, 1, "a share is seen at once");
+        other
+            .modify_image_shares(&alice, &id, &[], std::slice::from_ref(&bob), NOW)
+            .await
+            .unwrap();
+        assert_eq!(shares(one).await, 0, "so is its removal");
         let key = AccessKeyId::parse("AKALICE").unwrap();
         assert!(other.access_key(&key).await.unwrap().is_some());
         one.delete_access_key(&key).await.unwrap();
