@@ -3,11 +3,12 @@
 //! Where the server's store is its own (the embedded SQLite store), claims are decided in
 //! memory: an index of every unexpired nonce on record, loaded once from the record and
 //! kept by every claim. A request waits for no store write; the claims it wins are written
-//! to the record in the background, those of [`WRITE_DELAY`] together in one store write,
-//! so that a restart refuses replays too. What that costs, exactly: a claim reaches the
-//! record about 10 ms after it was answered (plus the write), so a `kill -9` or a crash in
-//! between loses the claims of that moment, and those requests could be replayed after the
-//! restart within their clock window. A clean stop writes every claim first. The index holds
+//! to the record in the background by one writer, at once when it is idle, and under load
+//! all those that arrived during its previous write together, so that a restart refuses
+//! replays too. What that costs, exactly: a claim reaches the record one write (about a
+//! millisecond) after it was answered, so a `kill -9` or a crash in between loses the claims
+//! of that moment, and those requests could be replayed after the restart within their
+//! clock window. A clean stop writes every claim first. The index holds
 //! at most [`MAX_INDEXED_CLAIMS`]; past it claims are decided by the record, as below.
 //!
 //! Where replicas share the store (PostgreSQL), only the store can tell a replay: each
@@ -47,10 +48,6 @@ const INDEX_SHARDS: usize = 16;
 /// How often expired claims leave the index.
 const PRUNE_INDEX_EVERY: Duration = Duration::from_secs(60);
 
-/// How long a claim won in memory waits for others to share its write to the record: the
-/// most a crash can lose, beside the write itself.
-const WRITE_DELAY: Duration = Duration::from_millis(10);
-
 /// How long a clean stop waits for the claims still being written.
 const FLUSH_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -66,8 +63,9 @@ struct NonceIndex {
     unwritten: AtomicUsize,
     /// When expired claims were last pruned (Unix seconds).
     pruned_at: std::sync::Mutex<i64>,
-    /// Claims won here and not yet handed to the record, with when each was made.
-    waiting: std::sync::Mutex<Vec<(NonceClaim, OffsetDateTime)>>,
+    /// Claims won here and not yet handed to the record, with when each was made, and
+    /// whether a writer task is running (it takes them all, batch after batch).
+    waiting: std::sync::Mutex<(Vec<(NonceClaim, OffsetDateTime)>, bool)>,
 }
 
 /// What the index says of a claim.
@@ -86,7 +84,7 @@ impl NonceIndex {
             len: AtomicUsize::new(0),
             unwritten: AtomicUsize::new(0),
             pruned_at: std::sync::Mutex::new(0),
-            waiting: std::sync::Mutex::new(Vec::new()),
+            waiting: std::sync::Mutex::new((Vec::new(), false)),
         }
     }
 
@@ -240,45 +238,48 @@ impl NonceLedger {
     /// cannot take is held in memory like any claim made while it cannot be written.
     fn write_later(self: &Arc<Self>, index: &NonceIndex, claim: NonceClaim, now: OffsetDateTime) {
         index.unwritten.fetch_add(1, Ordering::AcqRel);
-        let first = {
+        let start_writer = {
             let mut waiting = index.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            waiting.push((claim, now));
-            waiting.len() == 1
+            waiting.0.push((claim, now));
+            !std::mem::replace(&mut waiting.1, true)
         };
-        if first {
-            // The first claim of a batch schedules its write; those that follow within
-            // WRITE_DELAY ride along.
+        if start_writer {
+            // Idle, a claim is written at once; under load the claims arriving while one
+            // batch is written make the next one.
             let ledger = Arc::clone(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(WRITE_DELAY).await;
-                ledger.write_waiting().await;
-            });
+            tokio::spawn(async move { ledger.write_waiting().await });
         }
     }
 
-    /// Writes the claims waiting in the index's batch, in one store call.
+    /// Writes the waiting claims, one store call per batch, until none is left.
     async fn write_waiting(&self) {
         let Some(index) = &self.index else { return };
-        let batch = std::mem::take(&mut *index.waiting.lock().unwrap_or_else(PoisonError::into_inner));
-        if batch.is_empty() {
-            return;
-        }
-        // A nonce on record must have expired before the earliest claim of the batch to be
-        // written again; the index decided them all, so the record refuses none but a
-        // nonce it already holds.
-        let earliest = batch
-            .iter()
-            .map(|(_, now)| *now)
-            .min()
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let claims: Vec<NonceClaim> = batch.into_iter().map(|(claim, _)| claim).collect();
-        if let Err(error) = self.store.claim_nonces(&claims, earliest).await {
-            let cause = Arc::new(error);
-            for claim in &claims {
-                self.hold_unrecorded(claim.clone(), &cause).await;
+        loop {
+            let batch = {
+                let mut waiting = index.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                if waiting.0.is_empty() {
+                    waiting.1 = false;
+                    return;
+                }
+                std::mem::take(&mut waiting.0)
+            };
+            // A nonce on record must have expired before the earliest claim of the batch to
+            // be written again; the index decided them all, so the record refuses none but
+            // a nonce it already holds.
+            let earliest = batch
+                .iter()
+                .map(|(_, now)| *now)
+                .min()
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let claims: Vec<NonceClaim> = batch.into_iter().map(|(claim, _)| claim).collect();
+            if let Err(error) = self.store.claim_nonces(&claims, earliest).await {
+                let cause = Arc::new(error);
+                for claim in &claims {
+                    self.hold_unrecorded(claim.clone(), &cause).await;
+                }
             }
+            index.unwritten.fetch_sub(claims.len(), Ordering::AcqRel);
         }
-        index.unwritten.fetch_sub(claims.len(), Ordering::AcqRel);
     }
 
     /// Why claims are refused, when the record cannot be written and [`MAX_UNRECORDED_CLAIMS`]
