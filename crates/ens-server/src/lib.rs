@@ -347,8 +347,12 @@ const SETTLE_NONCES_EVERY: Duration = Duration::from_secs(1);
 /// How many settle periods between two prunings of expired nonces.
 const PRUNE_NONCES_EVERY: u32 = 60;
 
-/// Writes nonce claims held in memory once the record takes them, and forgets expired ones.
+/// Loads the nonce index first (so that the first requests do not wait for it), then writes
+/// nonce claims held in memory once the record takes them, and forgets expired ones.
 async fn keep_nonce_record(state: AppState) {
+    if let Err(error) = state.nonces.preload((state.clock)()).await {
+        tracing::warn!(%error, "loading the nonce index failed; the first signed request loads it");
+    }
     let mut ticker = tokio::time::interval(SETTLE_NONCES_EVERY);
     for tick in 0_u32.. {
         ticker.tick().await;

@@ -1,8 +1,8 @@
 //! SignatureNonce claims.
 //!
 //! Where the server's store is its own (the embedded SQLite store), claims are decided in
-//! memory: an index of every unexpired nonce on record, loaded once from the record and
-//! kept by every claim. A request waits for no store write; the claims it wins are written
+//! memory: an index of every unexpired nonce on record, loaded once from the record as the
+//! server starts (or at the first claim, if that comes first) and kept by every claim. A request waits for no store write; the claims it wins are written
 //! to the record in the background by one writer, at once when it is idle, and under load
 //! all those that arrived during its previous write together, so that a restart refuses
 //! replays too. What that costs, exactly: a claim reaches the record one write (about a
@@ -207,6 +207,14 @@ impl NonceLedger {
             (Err(BatchError::Store(cause)), Some(claim)) => self.claim_in_memory(claim, now, &cause).await,
             (Err(error), _) => Err(error),
         }
+    }
+
+    /// Loads the index from the record now, where there is one, rather than at the first claim.
+    ///
+    /// # Errors
+    /// When the record cannot be read (the first claim tries again).
+    pub async fn preload(&self, now: OffsetDateTime) -> Result<(), BatchError> {
+        self.usable_index(now).await.map(drop)
     }
 
     /// The index, once loaded, when this store has one and it holds the whole record.

@@ -115,16 +115,38 @@ impl Store {
 
     /// See [`crate::RequestStore::recorded_nonces`].
     pub(crate) async fn unexpired_nonces(&self, now: OffsetDateTime) -> StoreResult<Vec<(i64, i64)>> {
-        let mut session = self.session(Access::Nonces).await?;
-        let rows = session
-            .rows(
-                "SELECT digest, expires_at FROM used_nonces WHERE expires_at > $1",
-                &[now.unix_timestamp().into()],
-            )
-            .await?;
-        rows.into_iter()
-            .map(|mut row| Ok((row.int(0)?, row.int(1)?)))
-            .collect()
+        // Read by ranges of the key, so that only one range's rows are held at a time
+        // beside the compact result.
+        const RANGE: i64 = 50_000;
+        let mut nonces = Vec::new();
+        let mut after = i64::MIN;
+        let mut first = true;
+        loop {
+            let mut session = self.session(Access::Nonces).await?;
+            let rows = session
+                .rows(
+                    "SELECT digest, expires_at FROM used_nonces WHERE expires_at > $1 AND (digest > $2 OR $3 = 1) \
+                     ORDER BY digest LIMIT $4",
+                    &[
+                        now.unix_timestamp().into(),
+                        after.into(),
+                        i64::from(first).into(),
+                        RANGE.into(),
+                    ],
+                )
+                .await?;
+            session.commit().await?;
+            let count = rows.len();
+            for mut row in rows {
+                let digest = row.int(0)?;
+                nonces.push((digest, row.int(1)?));
+                after = digest;
+            }
+            first = false;
+            if i64::try_from(count).unwrap_or(i64::MAX) < RANGE {
+                return Ok(nonces);
+            }
+        }
     }
 
     /// See [`crate::RequestStore::record_audits`].

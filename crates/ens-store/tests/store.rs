@@ -392,6 +392,39 @@ async fn a_batch_of_nonce_claims_reports_each_claim(store: &Store) {
     assert!(!claim(store, &key, "bulk-1299", NOW, later).await);
 }
 
+/// Every unexpired nonce on record comes back to a server loading its index, however many
+/// (they are read range by range), and expired ones do not.
+async fn recorded_nonces_come_back_whole_range_by_range(store: &Store) {
+    let key = AccessKeyId::parse("AKLOAD").unwrap();
+    let later = NOW + time::Duration::minutes(30);
+    let claims: Vec<NonceClaim> = (0..120_001)
+        .map(|n| NonceClaim {
+            key: key.clone(),
+            nonce: format!("n{n}"),
+            expires_at: if n % 1000 == 0 { NOW } else { later },
+        })
+        .collect();
+    for chunk in claims.chunks(5_000) {
+        store
+            .claim_nonces(chunk, NOW - time::Duration::seconds(1))
+            .await
+            .unwrap();
+    }
+    let recorded = store.recorded_nonces(NOW).await.unwrap();
+    let digests: std::collections::HashSet<i64> = recorded.iter().map(|(digest, _)| *digest).collect();
+    assert_eq!(
+        recorded.len(),
+        120_001 - 121,
+        "the 121 claims expiring at NOW are left out"
+    );
+    assert_eq!(digests.len(), recorded.len(), "no nonce twice");
+    assert!(recorded
+        .iter()
+        .all(|(_, expires_at)| *expires_at == later.unix_timestamp()));
+    assert!(digests.contains(&ens_store::nonce_digest("AKLOAD", "n1")));
+    assert!(!digests.contains(&ens_store::nonce_digest("AKLOAD", "n1000")));
+}
+
 async fn a_nonce_is_claimed_once_per_window(store: &Store) {
     let key = AccessKeyId::parse("AKALICE").unwrap();
     let later = NOW + time::Duration::minutes(30);
@@ -1053,6 +1086,7 @@ store_suite!(
     generated_ids_follow_the_cloud_format_and_unknown_nodes_are_refused,
     replacing_the_catalog_keeps_custom_images,
     a_nonce_is_claimed_once_per_window,
+    recorded_nonces_come_back_whole_range_by_range,
     a_batch_of_nonce_claims_reports_each_claim,
     access_keys_are_found_with_their_account,
 );
