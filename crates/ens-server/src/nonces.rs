@@ -2,14 +2,15 @@
 //!
 //! Where the server's store is its own (the embedded SQLite store), claims are decided in
 //! memory: an index of every unexpired nonce on record, loaded once from the record as the
-//! server starts (or at the first claim, if that comes first) and kept by every claim. A request waits for no store write; the claims it wins are written
-//! to the record in the background by one writer, at once when it is idle, and under load
-//! all those that arrived during its previous write together, so that a restart refuses
-//! replays too. What that costs, exactly: a claim reaches the record one write (about a
-//! millisecond) after it was answered, so a `kill -9` or a crash in between loses the claims
-//! of that moment, and those requests could be replayed after the restart within their
-//! clock window. A clean stop writes every claim first. The index holds
-//! at most [`MAX_INDEXED_CLAIMS`]; past it claims are decided by the record, as below.
+//! server starts (or at the first claim, if that comes first) and kept by every claim. A
+//! request waits for no store write; the claims it wins are written to the record in the
+//! background by one writer, at once when it is idle, and under load all those that arrived
+//! during its previous write together, so that a restart refuses replays too. What that
+//! costs, exactly: a claim reaches the record one write (about a millisecond) after it was
+//! answered, so a `kill -9` or a crash in between loses the claims of that moment, and those
+//! requests could be replayed after the restart within their clock window. A clean stop
+//! writes every claim first. The index holds at most [`MAX_INDEXED_CLAIMS`]; past it claims
+//! are decided by the record, as below.
 //!
 //! Where replicas share the store (PostgreSQL), only the store can tell a replay: each
 //! claim is decided by the database, one batched write for the claims of many requests,
