@@ -45,8 +45,8 @@ tokio::task_local! {
 }
 
 /// Runs `request` (one API call) so that its reads share one freshness check: once one of
-/// them has every change committed before the request arrived (see [`Markers`]), so have
-/// the others, which then wait for no marker of their own.
+/// them has every change committed before the request arrived (a marker, see [`Markers`], or
+/// a look at the SQLite changes file), so have the others, which then check nothing.
 pub async fn as_one_request<F: std::future::Future>(request: F) -> F::Output {
     REQUEST_IS_CURRENT.scope(Cell::new(false), request).await
 }
@@ -292,7 +292,15 @@ impl ReadModel {
     /// to the store.
     pub(crate) async fn ready(&self) -> bool {
         let Feed::Postgres(markers) = &self.feed else {
-            return self.usable_now();
+            // One look at the changes file per request: its later reads began after it.
+            if REQUEST_IS_CURRENT.try_with(Cell::get).unwrap_or(false) {
+                return true;
+            }
+            let usable = self.usable_now();
+            if usable {
+                let _ = REQUEST_IS_CURRENT.try_with(|flag| flag.set(true));
+            }
+            return usable;
         };
         if !markers.live.load(Ordering::Acquire) {
             return false;

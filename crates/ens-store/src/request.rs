@@ -214,6 +214,23 @@ fn filter_listing<'a>(listing: &'a Listing, query: &'a ImageQuery) -> impl Itera
     })
 }
 
+/// The page `request` of the items `matching`, each copied out with `copy`, and how many
+/// match in all.
+fn counted_page<S, T>(
+    matching: Vec<&S>,
+    request: PageRequest,
+    copy: impl Fn(&S) -> T,
+) -> StoreResult<(Vec<T>, u64)> {
+    let total = u64::try_from(matching.len()).map_err(corrupt)?;
+    let items = matching
+        .into_iter()
+        .skip(usize::try_from(request.offset()).unwrap_or(usize::MAX))
+        .take(usize::try_from(request.limit()).unwrap_or(usize::MAX))
+        .map(copy)
+        .collect();
+    Ok((items, total))
+}
+
 /// Images `offset..offset + limit` of the public listing followed by the viewer's.
 fn page_of(public: &[Arc<Image>], own: &[Arc<Image>], offset: u64, limit: u64) -> Vec<Image> {
     let start = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -912,13 +929,7 @@ pub trait RequestStore: Send + Sync + 'static {
                 .flatten()
                 .filter(|share| account.is_none_or(|account| share.account == *account))
                 .collect();
-            let total_count = u64::try_from(matching.len()).map_err(corrupt)?;
-            let items = matching
-                .into_iter()
-                .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
-                .take(usize::try_from(page.limit()).unwrap_or(usize::MAX))
-                .cloned()
-                .collect();
+            let (items, total_count) = counted_page(matching, page, ImageShare::clone)?;
             return Ok(Page {
                 items,
                 total_count,
@@ -991,15 +1002,7 @@ pub trait RequestStore: Send + Sync + 'static {
                             .is_none_or(|snapshot| image.snapshot_id.as_ref() == Some(snapshot))
                 })
                 .collect();
-            let total_count = u64::try_from(matching.len()).map_err(corrupt)?;
-            let start = usize::try_from(query.page.offset()).unwrap_or(usize::MAX);
-            let limit = usize::try_from(query.page.limit()).unwrap_or(usize::MAX);
-            let images = matching
-                .into_iter()
-                .skip(start)
-                .take(limit)
-                .map(|image| Image::clone(image))
-                .collect();
+            let (images, total_count) = counted_page(matching, query.page, |image| Image::clone(image))?;
             return Ok(Page {
                 items: views(images, &query.viewer, None),
                 total_count,
@@ -1085,14 +1088,7 @@ pub trait RequestStore: Send + Sync + 'static {
                 .into_iter()
                 .flat_map(|listing| filter_listing(listing, query))
                 .collect();
-            let total = u64::try_from(matching.len()).map_err(corrupt)?;
-            let start = usize::try_from(offset).unwrap_or(usize::MAX);
-            let images = matching
-                .into_iter()
-                .skip(start)
-                .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                .map(|image| Image::clone(image))
-                .collect();
+            let (images, total) = counted_page(matching, query.page, |image| Image::clone(image))?;
             return Ok(page(images, total));
         }
         if !filtered
