@@ -337,8 +337,9 @@ impl ImageOwnerAlias {
 /// An image as one caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageView {
-    /// The image.
-    pub image: Image,
+    /// The image, shared with the listing held in memory it was read from, so that a page
+    /// costs no copy of its images.
+    pub image: std::sync::Arc<Image>,
     /// Its relation to the caller.
     pub alias: ImageOwnerAlias,
     /// The node reported as `RegionId`: the node the caller filtered on, else the home node.

@@ -103,7 +103,7 @@ fn first_page() -> Page<ImageView> {
         .map(|index| {
             let id = format!("m-gen00000100000000000{index:05}");
             ImageView {
-                image: Image {
+                image: std::sync::Arc::new(Image {
                     id: ImageId::parse(&id).unwrap(),
                     name: format!("app-880000010000000001-{index:06}"),
                     owner: None,
@@ -125,7 +125,7 @@ fn first_page() -> Page<ImageView> {
                     compute_type: "ens_vm".into(),
                     os_version: "7.9".into(),
                     description: String::new(),
-                },
+                }),
                 alias: ImageOwnerAlias::System,
                 region: NodeId::parse("EnsRegionId", "cn-hangzhou-telecom").unwrap(),
             }

@@ -90,14 +90,14 @@ pub(crate) fn flag(params: &BTreeMap<String, String>, name: &'static str) -> Res
 
 /// The body of an operation that returns only `RequestId` and `Code` 0.
 #[must_use]
-pub fn acknowledgement(action: &str, request_id: &str) -> crate::render::Body {
+pub fn acknowledgement<'a>(action: &'a str, request_id: &'a str) -> crate::render::Body<'a> {
     crate::render::Body {
-        action: action.into(),
+        action,
         fields: vec![("RequestId", Value::str(request_id)), ("Code", Value::Int(0))],
     }
 }
 
 /// A count as a JSON integer, saturating (counts never come near the limit).
-pub(crate) fn int(value: u64) -> Value {
+pub(crate) fn int(value: u64) -> Value<'static> {
     Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
 }

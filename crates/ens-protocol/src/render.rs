@@ -1,6 +1,7 @@
 //! Response bodies as a small tree, rendered as JSON or XML from the same tree so the two
 //! formats cannot disagree.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::error::ApiError;
@@ -38,66 +39,125 @@ impl Format {
     }
 }
 
-/// A node of a response body. Field order is kept as built.
+/// A node of a response body. Field order is kept as built. Text is borrowed from what the
+/// answer is made of (the page, the request ID) wherever it can be, so that building a body
+/// copies no stored field: rendering writes each once, straight into the response buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
+pub enum Value<'a> {
     /// A JSON string.
-    Str(String),
+    Str(Cow<'a, str>),
+    /// A JSON string of decimal digits: sizes and counters the SDK models declare as
+    /// strings, written without a formatted copy.
+    Digits(u64),
+    /// A JSON string holding a time in the API's format (see [`format_time`]).
+    Time(time::OffsetDateTime),
     /// A JSON integer.
     Int(i64),
     /// A JSON object; in XML one child element per field.
-    Object(Vec<(&'static str, Value)>),
+    Object(Vec<(&'static str, Value<'a>)>),
     /// The cloud's wrapped list: JSON `{"<item>": [..]}`, XML repeated `<item>` elements.
     List {
         /// Name of each element (`Image` inside `Images`).
         item: &'static str,
         /// The elements.
-        items: Vec<Value>,
+        items: Vec<Value<'a>>,
     },
 }
 
-impl Value {
-    /// Shorthand for a string value.
+impl<'a> Value<'a> {
+    /// Shorthand for a string value, borrowed or owned.
     #[must_use]
-    pub fn str(value: impl Into<String>) -> Self {
+    pub fn str(value: impl Into<Cow<'a, str>>) -> Self {
         Self::Str(value.into())
     }
+
+    /// About how many bytes this value takes in either format, to size the buffer once.
+    fn estimated_len(&self) -> usize {
+        match self {
+            Self::Str(text) => text.len() + 2,
+            Self::Digits(_) | Self::Int(_) => 20,
+            Self::Time(_) => TIME_LEN + 2,
+            Self::Object(fields) => fields_len(fields),
+            Self::List { item, items } => {
+                item.len() * items.len() * 2 + items.iter().map(Value::estimated_len).sum::<usize>() + 8
+            }
+        }
+    }
+}
+
+fn fields_len(fields: &[(&'static str, Value<'_>)]) -> usize {
+    fields
+        .iter()
+        .map(|(name, value)| 2 * name.len() + 5 + value.estimated_len())
+        .sum::<usize>()
+        + 2
 }
 
 /// A success body: the operation's fields, `RequestId` among them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Body {
+pub struct Body<'a> {
     /// The action, naming the XML root (`{Action}Response`).
-    pub action: String,
+    pub action: &'a str,
     /// The top-level fields.
-    pub fields: Vec<(&'static str, Value)>,
+    pub fields: Vec<(&'static str, Value<'a>)>,
 }
 
-/// Formats a time as the API does: UTC, `YYYY-MM-DDThh:mm:ssZ`.
-#[must_use]
-pub fn format_time(value: time::OffsetDateTime) -> String {
+/// Length of a time in the API's format, `YYYY-MM-DDThh:mm:ssZ`.
+const TIME_LEN: usize = 20;
+
+/// Writes a time as the API does: UTC, `YYYY-MM-DDThh:mm:ssZ`.
+fn push_time(out: &mut String, value: time::OffsetDateTime) {
     let utc = value.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second()
-    )
+    let Ok(year) = u16::try_from(utc.year()) else {
+        // Outside 0..=65535 (never stored): the general formatter keeps the sign.
+        let _ = write!(out, "{:04}", utc.year());
+        return push_time_after_year(out, utc);
+    };
+    if year > 9999 {
+        let _ = write!(out, "{year}");
+        return push_time_after_year(out, utc);
+    }
+    let year = usize::from(year);
+    for divisor in [1000, 100, 10, 1] {
+        out.push(digit(year / divisor % 10));
+    }
+    push_time_after_year(out, utc);
 }
 
-/// Renders a success body in `format`.
+fn push_time_after_year(out: &mut String, utc: time::OffsetDateTime) {
+    for (separator, part) in [
+        ('-', u8::from(utc.month())),
+        ('-', utc.day()),
+        ('T', utc.hour()),
+        (':', utc.minute()),
+        (':', utc.second()),
+    ] {
+        out.push(separator);
+        out.push(digit(usize::from(part / 10)));
+        out.push(digit(usize::from(part % 10)));
+    }
+    out.push('Z');
+}
+
+/// The ASCII digit for `value` (below 10).
+fn digit(value: usize) -> char {
+    char::from(b"0123456789"[value % 10])
+}
+
+/// Renders a success body in `format`, into a buffer sized for it once.
 #[must_use]
-pub fn render_success(body: &Body, format: Format) -> String {
-    let mut out = String::with_capacity(1024);
+pub fn render_success(body: &Body<'_>, format: Format) -> String {
+    let mut out = String::with_capacity(fields_len(&body.fields) + 2 * body.action.len() + 64);
     match format {
         Format::Json => write_json_object(&mut out, &body.fields),
         Format::Xml => {
-            out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-            let root = format!("{}Response", body.action);
-            write_xml_element(&mut out, &root, &Value::Object(body.fields.clone()));
+            out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><");
+            out.push_str(body.action);
+            out.push_str("Response>");
+            write_xml_fields(&mut out, &body.fields);
+            out.push_str("</");
+            out.push_str(body.action);
+            out.push_str("Response>");
         }
     }
     out
@@ -113,25 +173,61 @@ pub fn render_error(error: &ApiError, request_id: &str, host_id: &str, format: F
         ("RequestId", Value::str(request_id)),
         ("HostId", Value::str(host_id)),
         ("Code", Value::str(code)),
-        ("Message", Value::str(error.message.clone())),
-        ("Recommend", Value::Str(recommend)),
+        ("Message", Value::str(error.message.as_str())),
+        ("Recommend", Value::str(recommend)),
     ];
     let mut out = String::with_capacity(512);
     match format {
         Format::Json => write_json_object(&mut out, &fields),
         Format::Xml => {
-            out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-            write_xml_element(&mut out, "Error", &Value::Object(fields));
+            out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>");
+            write_xml_fields(&mut out, &fields);
+            out.push_str("</Error>");
         }
     }
     out
 }
 
+/// Whether any of the eight bytes in `word` is one JSON must escape: a control character
+/// (below 0x20), a quote or a backslash. These are the classic SWAR tests for a byte below
+/// a bound and for a zero byte; they can mark bytes next to a match too, but never report a
+/// match in a word that has none, which is all this asks.
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |value: u64, bound: u64| value.wrapping_sub(ONES * bound) & !value & HIGHS;
+    let quote = below(word ^ (ONES * u64::from(b'"')), 1);
+    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+    below(word, 0x20) | quote | backslash != 0
+}
+
 fn write_json_string(out: &mut String, value: &str) {
     out.push('"');
-    // Copy runs of plain text whole; only the bytes JSON must escape are written one by one.
-    // They are all ASCII, which never occurs inside a multi-byte UTF-8 sequence, so every
-    // cut falls on a character boundary.
+    // Most stored text needs no escape at all: eight bytes are checked at a time, and a
+    // string with nothing to escape is copied whole.
+    let words = value.as_bytes().chunks_exact(8);
+    let mut tail = [b' '; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    let clean = words
+        .map(|chunk| {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            word
+        })
+        .chain(std::iter::once(tail))
+        .all(|word| !word_needs_escape(u64::from_le_bytes(word)));
+    if clean {
+        out.push_str(value);
+    } else {
+        write_json_escaped(out, value);
+    }
+    out.push('"');
+}
+
+/// The body of a JSON string that holds bytes to escape. Runs of plain text are copied
+/// whole; the bytes JSON must escape are all ASCII, which never occurs inside a multi-byte
+/// UTF-8 sequence, so every cut falls on a character boundary.
+fn write_json_escaped(out: &mut String, value: &str) {
     let mut plain_from = 0;
     for (index, byte) in value.bytes().enumerate() {
         let escaped = match byte {
@@ -152,10 +248,9 @@ fn write_json_string(out: &mut String, value: &str) {
         plain_from = index + 1;
     }
     out.push_str(value.get(plain_from..).unwrap_or_default());
-    out.push('"');
 }
 
-fn write_json_object(out: &mut String, fields: &[(&'static str, Value)]) {
+fn write_json_object(out: &mut String, fields: &[(&'static str, Value<'_>)]) {
     out.push('{');
     for (index, (name, value)) in fields.iter().enumerate() {
         if index > 0 {
@@ -168,12 +263,20 @@ fn write_json_object(out: &mut String, fields: &[(&'static str, Value)]) {
     out.push('}');
 }
 
-fn write_json_value(out: &mut String, value: &Value) {
+fn write_json_value(out: &mut String, value: &Value<'_>) {
     match value {
         Value::Str(text) => write_json_string(out, text),
-        Value::Int(number) => {
-            let _ = write!(out, "{number}");
+        Value::Digits(number) => {
+            out.push('"');
+            out.push_str(itoa::Buffer::new().format(*number));
+            out.push('"');
         }
+        Value::Time(at) => {
+            out.push('"');
+            push_time(out, *at);
+            out.push('"');
+        }
+        Value::Int(number) => out.push_str(itoa::Buffer::new().format(*number)),
         Value::Object(fields) => write_json_object(out, fields),
         Value::List { item, items } => {
             out.push('{');
@@ -206,20 +309,22 @@ fn xml_chars(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn write_xml_element(out: &mut String, name: &str, value: &Value) {
+fn write_xml_fields(out: &mut String, fields: &[(&'static str, Value<'_>)]) {
+    for (field, child) in fields {
+        write_xml_element(out, field, child);
+    }
+}
+
+fn write_xml_element(out: &mut String, name: &str, value: &Value<'_>) {
     out.push('<');
     out.push_str(name);
     out.push('>');
     match value {
         Value::Str(text) => out.push_str(&quick_xml::escape::escape(xml_chars(text).as_ref())),
-        Value::Int(number) => {
-            let _ = write!(out, "{number}");
-        }
-        Value::Object(fields) => {
-            for (field, child) in fields {
-                write_xml_element(out, field, child);
-            }
-        }
+        Value::Digits(number) => out.push_str(itoa::Buffer::new().format(*number)),
+        Value::Time(at) => push_time(out, *at),
+        Value::Int(number) => out.push_str(itoa::Buffer::new().format(*number)),
+        Value::Object(fields) => write_xml_fields(out, fields),
         Value::List { item, items } => {
             for element in items {
                 write_xml_element(out, item, element);
@@ -238,6 +343,29 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn a_word_needs_escape_exactly_when_one_of_its_bytes_does(bytes in proptest::array::uniform8(any::<u8>())) {
+            let expected = bytes.iter().any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\');
+            prop_assert_eq!(word_needs_escape(u64::from_le_bytes(bytes)), expected);
+        }
+
+        #[test]
+        fn times_are_written_as_the_general_formatter_writes_them(seconds in -62_000_000_000i64..253_402_300_799) {
+            let at = time::OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            );
+            let mut out = String::new();
+            push_time(&mut out, at);
+            prop_assert_eq!(out, expected);
+        }
+
         #[test]
         fn any_text_survives_a_json_round_trip(text in "\\PC*|[\\x00-\\x7f]*") {
             let mut out = String::new();
@@ -261,9 +389,9 @@ mod tests {
         }
     }
 
-    fn sample() -> Body {
+    fn sample() -> Body<'static> {
         Body {
-            action: "DescribeImages".into(),
+            action: "DescribeImages",
             fields: vec![
                 ("RequestId", Value::str("R-1")),
                 ("Code", Value::Int(0)),
@@ -293,7 +421,7 @@ mod tests {
     #[test]
     fn empty_lists_stay_wrapped() {
         let body = Body {
-            action: "DescribeImages".into(),
+            action: "DescribeImages",
             fields: vec![(
                 "Images",
                 Value::List {
@@ -321,7 +449,7 @@ mod tests {
     #[test]
     fn json_escapes_control_characters() {
         let body = Body {
-            action: "X".into(),
+            action: "X",
             fields: vec![("Message", Value::str("a\u{1}b\n\"c\\"))],
         };
         let json = render_success(&body, Format::Json);
@@ -342,6 +470,43 @@ mod tests {
         let xml = render_error(&error, "RID", "ens.aliyuncs.com", Format::Xml);
         assert!(xml.contains(
             "<Error><RequestId>RID</RequestId><HostId>ens.aliyuncs.com</HostId><Code>InvalidVersion</Code>"
+        ));
+    }
+
+    #[test]
+    fn every_byte_value_in_every_place_of_a_word_is_judged_alone() {
+        for place in 0..8 {
+            for byte in 0..=u8::MAX {
+                let mut word = [b'a'; 8];
+                word[place] = byte;
+                let expected = byte < 0x20 || byte == b'"' || byte == b'\\';
+                assert_eq!(
+                    word_needs_escape(u64::from_le_bytes(word)),
+                    expected,
+                    "{byte:#x} at {place}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digits_and_times_are_strings_in_json_and_text_in_xml() {
+        let body = Body {
+            action: "X",
+            fields: vec![
+                ("Size", Value::Digits(18_446_744_073_709_551_615)),
+                (
+                    "At",
+                    Value::Time(time::macros::datetime!(2026-12-05 01:02:03 +08:00)),
+                ),
+            ],
+        };
+        assert_eq!(
+            render_success(&body, Format::Json),
+            r#"{"Size":"18446744073709551615","At":"2026-12-04T17:02:03Z"}"#
+        );
+        assert!(render_success(&body, Format::Xml).ends_with(
+            "<XResponse><Size>18446744073709551615</Size><At>2026-12-04T17:02:03Z</At></XResponse>"
         ));
     }
 

@@ -12,7 +12,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use ens_domain::AccessKeyId;
 use ens_policy::ALL_RESOURCES;
-use ens_protocol::render::{render_error, render_success};
+use ens_protocol::render::render_error;
 use ens_protocol::{parse_call, Action, ApiError, ErrorCode, Format, RawRequest};
 use ens_store::AuditEntry;
 use http_body_util::BodyExt;
@@ -279,16 +279,14 @@ async fn run(
             secure_transport: state.secure_transport,
         };
         authorize(state, &authenticated, &operation, &resource, context, now).await?;
-        dispatch(state, &authenticated, &operation, request_id, now).await
+        dispatch(state, &authenticated, &operation, request_id, call.format, now).await
     }
     .await;
     if matches!(&result, Err(ServerError::Store(error)) if !matches!(error, ens_store::StoreError::Image(_)))
     {
         state.metrics.store_error();
     }
-    let result = result
-        .map(|body| render_success(&body, call.format))
-        .map_err(|error| error.into_api_error(operation.action(), request_id));
+    let result = result.map_err(|error| error.into_api_error(operation.action(), request_id));
     if let (None, Some(ip), Err(error)) = (&caller, source_ip, &result) {
         if is_denial(&error.code) && retry_after.is_none() {
             // The token is only spent when refused; a throttled answer does not extend the wait.

@@ -16,7 +16,8 @@ use ens_protocol::ops::describe_self_images;
 use ens_protocol::ops::export_image::{self, ExportImageRequest};
 use ens_protocol::ops::import_image::{self, ImportImageRequest};
 use ens_protocol::ops::modify_image_share_permission;
-use ens_protocol::{ApiError, Body, ErrorCode};
+use ens_protocol::render::render_success;
+use ens_protocol::{ApiError, ErrorCode, Format};
 use ens_store::{NewImage, SelfImageQuery};
 use time::OffsetDateTime;
 
@@ -26,35 +27,46 @@ use crate::operation::Operation;
 use crate::transfers::Transfers;
 use crate::AppState;
 
-/// Runs `operation` for `caller`. An operation whose parameters were invalid is answered
-/// with its validation error here, after authentication and authorization, as the cloud
-/// orders the checks.
+/// Runs `operation` for `caller` and renders its answer in `format`, while the body can
+/// still borrow what the store returned. An operation whose parameters were invalid is
+/// answered with its validation error here, after authentication and authorization, as the
+/// cloud orders the checks.
 pub async fn dispatch(
     state: &AppState,
     caller: &Caller,
     operation: &Operation,
     request_id: &str,
+    format: Format,
     now: OffsetDateTime,
-) -> Result<Body, ServerError> {
+) -> Result<String, ServerError> {
     let store = state.store.as_ref();
     let account = &caller.principal.account;
     match operation {
         Operation::Invalid(invalid) => Err(invalid.error().clone().into()),
-        Operation::DescribeImages(request) => describe(state, caller, request, request_id).await,
-        Operation::CreateImage(request) => create(state, caller, request, request_id, now).await,
+        Operation::DescribeImages(request) => describe(state, caller, request, request_id, format).await,
+        Operation::CreateImage(request) => create(state, caller, request, request_id, format, now).await,
         Operation::DeleteImage(request) => {
             store.delete_image(account, &request.image_id).await?;
-            Ok(acknowledgement("DeleteImage", request_id))
+            Ok(render_success(
+                &acknowledgement("DeleteImage", request_id),
+                format,
+            ))
         }
         Operation::ModifyImageAttribute(request) => {
             store
                 .rename_image(account, &request.image_id, &request.image_name)
                 .await?;
-            Ok(acknowledgement("ModifyImageAttribute", request_id))
+            Ok(render_success(
+                &acknowledgement("ModifyImageAttribute", request_id),
+                format,
+            ))
         }
         Operation::DescribeImageInfos(request) => {
             let images = store.public_images(request.os_type.as_deref()).await?;
-            Ok(describe_image_infos::response(request_id, &images))
+            Ok(render_success(
+                &describe_image_infos::response(request_id, &images),
+                format,
+            ))
         }
         Operation::DescribeSelfImages(request) => {
             let page = store
@@ -66,7 +78,10 @@ pub async fn dispatch(
                     page: request.page,
                 })
                 .await?;
-            Ok(describe_self_images::response(request_id, &page))
+            Ok(render_success(
+                &describe_self_images::response(request_id, &page),
+                format,
+            ))
         }
         Operation::DescribeImageSharePermission(request) => {
             let shares = store
@@ -82,23 +97,28 @@ pub async fn dispatch(
                 total_count: shares.total_count,
                 request: shares.request,
             };
-            Ok(describe_image_share_permission::response(
-                request_id,
-                &request.image_id,
-                &accounts,
+            Ok(render_success(
+                &describe_image_share_permission::response(request_id, &request.image_id, &accounts),
+                format,
             ))
         }
         Operation::ModifyImageSharePermission(request) => {
             store
                 .modify_image_shares(account, &request.image_id, &request.add, &request.remove, now)
                 .await?;
-            Ok(modify_image_share_permission::response(request_id))
+            Ok(render_success(
+                &modify_image_share_permission::response(request_id),
+                format,
+            ))
         }
-        Operation::ImportImage(request) => import(state, caller, request, request_id, now).await,
-        Operation::ExportImage(request) => export(state, caller, request, request_id, now).await,
+        Operation::ImportImage(request) => import(state, caller, request, request_id, format, now).await,
+        Operation::ExportImage(request) => export(state, caller, request, request_id, format, now).await,
         Operation::DescribeExportImageStatus(request) => {
             let status = store.export_status(account, &request.image_id).await?;
-            Ok(describe_export_image_status::response(request_id, status))
+            Ok(render_success(
+                &describe_export_image_status::response(request_id, status),
+                format,
+            ))
         }
         Operation::DescribeExportImageInfo(request) => {
             let page = store
@@ -109,7 +129,10 @@ pub async fn dispatch(
                     request.page,
                 )
                 .await?;
-            Ok(describe_export_image_info::response(request_id, &page))
+            Ok(render_success(
+                &describe_export_image_info::response(request_id, &page),
+                format,
+            ))
         }
     }
 }
@@ -140,8 +163,9 @@ async fn import(
     caller: &Caller,
     request: &ImportImageRequest,
     request_id: &str,
+    format: Format,
     now: OffsetDateTime,
-) -> Result<Body, ServerError> {
+) -> Result<String, ServerError> {
     let transfers = transfers(state)?;
     // A bucket nobody configured is refused now, not after the answer.
     let field = if request.disks.len() > 1 {
@@ -187,7 +211,10 @@ async fn import(
         .start_import(&new, &request.disks, request_id, now)
         .await?;
     transfers.wake();
-    Ok(import_image::response(request_id, id.as_str()))
+    Ok(render_success(
+        &import_image::response(request_id, id.as_str()),
+        format,
+    ))
 }
 
 /// `Platform` of an import that named none: the OS family, as the older API pages list it.
@@ -202,8 +229,9 @@ async fn export(
     caller: &Caller,
     request: &ExportImageRequest,
     request_id: &str,
+    format: Format,
     now: OffsetDateTime,
-) -> Result<Body, ServerError> {
+) -> Result<String, ServerError> {
     let transfers = transfers(state)?;
     let target = ObjectName {
         region: request.region.clone(),
@@ -223,7 +251,7 @@ async fn export(
         )
         .await?;
     transfers.wake();
-    Ok(export_image::response(request_id, &url))
+    Ok(render_success(&export_image::response(request_id, &url), format))
 }
 
 async fn describe(
@@ -231,7 +259,8 @@ async fn describe(
     caller: &Caller,
     request: &DescribeImagesRequest,
     request_id: &str,
-) -> Result<Body, ServerError> {
+    format: Format,
+) -> Result<String, ServerError> {
     if let Some(node) = &request.node {
         if !state.store.node_exists(node).await? {
             return Err(
@@ -248,7 +277,10 @@ async fn describe(
         page: request.page,
     };
     let page = state.store.describe_images(&query).await?;
-    Ok(describe_images::response(request_id, &page))
+    Ok(render_success(
+        &describe_images::response(request_id, &page),
+        format,
+    ))
 }
 
 /// Looks the source up, lets the domain decide what the image takes from it
@@ -258,8 +290,9 @@ async fn create(
     caller: &Caller,
     request: &CreateImageRequest,
     request_id: &str,
+    format: Format,
     now: OffsetDateTime,
-) -> Result<Body, ServerError> {
+) -> Result<String, ServerError> {
     let store = state.store.as_ref();
     let account = &caller.principal.account;
     let not_found = |name: &'static str, id: &str| {
@@ -305,5 +338,8 @@ async fn create(
             release_instance: new.release_instance,
         })
         .await?;
-    Ok(create_image::response(request_id, created.id.as_str()))
+    Ok(render_success(
+        &create_image::response(request_id, created.id.as_str()),
+        format,
+    ))
 }

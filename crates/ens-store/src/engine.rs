@@ -143,13 +143,6 @@ pub enum Lock {
 }
 
 impl Dialect {
-    /// Whether every statement is a network round trip (PostgreSQL), so that saving one is
-    /// worth more than the work it saves, unlike SQLite's in-process statements.
-    #[must_use]
-    pub fn statements_are_round_trips(self) -> bool {
-        self == Self::Postgres
-    }
-
     /// The sign before a parameter's number in statements built with many parameters: `$`
     /// everywhere, but `?` for SQLite, which binds `?n` by position (see `sqlite::prepare`).
     #[must_use]

@@ -342,49 +342,8 @@ impl Store {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        // DescribeImages (first node only) takes public images from memory; the rest from SQL.
-        let mut images: HashMap<i64, Image> = HashMap::with_capacity(seqs.len());
-        if !every_node {
-            self.in_memory.take_public(seqs, &mut images);
-        }
-        let missing: Vec<i64> = seqs
-            .iter()
-            .copied()
-            .filter(|seq| !images.contains_key(seq))
-            .collect();
-        if !missing.is_empty() {
-            let loaded = self.load_from_tables(tx, &missing, every_node).await?;
-            if !every_node {
-                self.in_memory.keep(&loaded);
-            }
-            images.extend(loaded);
-        }
+        let mut images = self.load_from_tables(tx, seqs, every_node).await?;
         Ok(seqs.iter().filter_map(|seq| images.remove(seq)).collect())
-    }
-
-    /// The images of a listing page, as DescribeImages shows them (first node only): from
-    /// memory where kept and still current, the rest from the tables (then kept).
-    pub(crate) async fn load_listed(
-        &self,
-        tx: &mut dyn Session,
-        listed: &[Listed],
-    ) -> StoreResult<Vec<Image>> {
-        let mut images: HashMap<i64, Image> = HashMap::with_capacity(listed.len());
-        self.in_memory.take_listed(listed, &mut images);
-        let missing: Vec<i64> = listed
-            .iter()
-            .map(|item| item.seq)
-            .filter(|seq| !images.contains_key(seq))
-            .collect();
-        if !missing.is_empty() {
-            let loaded = self.load_from_tables(tx, &missing, false).await?;
-            self.in_memory.keep(&loaded);
-            images.extend(loaded);
-        }
-        Ok(listed
-            .iter()
-            .filter_map(|item| images.remove(&item.seq))
-            .collect())
     }
 
     /// Images `seqs` read from the tables (three statements whatever their number).
@@ -532,32 +491,6 @@ impl Store {
                 .collect(),
         ))
     }
-
-    /// The images of a listing page, when every one is kept in memory and still current
-    /// (an empty page included); `None` when the store must be read.
-    pub(crate) fn listed_from_memory(&self, listed: &[Listed]) -> Option<Vec<Image>> {
-        self.in_memory.all_listed(listed)
-    }
-
-    /// Whether the page `offset..offset + limit` of the listing on `node` likely holds public
-    /// images only, by the public listing's size as last read (a hint: a wrong guess costs
-    /// one statement, never a wrong answer).
-    pub(crate) fn page_likely_public(&self, node: &str, offset: u64, limit: u64) -> bool {
-        self.in_memory
-            .listed_on(node)
-            .is_some_and(|listed| offset.saturating_add(limit) <= listed)
-    }
-
-    /// Remembers the public listing's size on `node`, as a listing read just returned it.
-    pub(crate) fn note_public_listed(&self, node: &str, total: u64) {
-        self.in_memory.note_listed(node, total);
-    }
-
-    /// Forgets every image kept in memory: after the database was put back from a page copy,
-    /// a sequence number may name another image than before.
-    pub(crate) fn forget_images_in_memory(&self) {
-        self.in_memory.clear();
-    }
 }
 
 /// What the read model holds of a scope, beside its listings.
@@ -609,139 +542,6 @@ fn attach_parts(images: &mut HashMap<i64, Image>, nodes: Vec<Row>, disks: Vec<Ro
         }
     }
     Ok(())
-}
-
-/// One entry of a listing page: the image's sequence number, and, for a custom image, its
-/// ID and name as the listing read them, which tell whether the image kept in memory is
-/// still current (a public image's number is enough).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Listed {
-    pub(crate) seq: i64,
-    pub(crate) id: Option<String>,
-    pub(crate) name: Option<String>,
-}
-
-/// Most images kept in memory, public and custom each; past it that set is dropped whole and
-/// filled again by the pages read next, so memory stays bounded whatever the catalog's size.
-const MAX_IMAGES_IN_MEMORY: usize = 65_536;
-
-/// Images as DescribeImages shows them (first node only), by sequence number, so that a page
-/// whose images are all kept costs no statement for them.
-///
-/// No invalidation is needed across replicas:
-/// - a public image is never changed in place (a catalog load deletes the old images and
-///   inserts new ones), and both engines hand out each sequence number once, so a number the
-///   listing returns names the public image kept here;
-/// - a listed custom image is `Available`, a status it never leaves, and of its fields only
-///   the name changes (ModifyImageAttribute). The listing returns each image's ID and name
-///   with its number, and a kept image is used only when both match. An image a restore wrote
-///   again under its old number is the same image (its ID), with the same fields but its name.
-///
-/// The one exception, a database put back from a page copy (SQLite, one process), calls
-/// [`Store::forget_images_in_memory`].
-///
-/// It also remembers the public listing's size per node as last read: a hint only, which
-/// says whether a page is likely all public (and so answered from one statement).
-#[derive(Default)]
-pub(crate) struct ImagesInMemory {
-    public: std::sync::RwLock<HashMap<i64, Image>>,
-    custom: std::sync::RwLock<HashMap<i64, Image>>,
-    listed: std::sync::RwLock<HashMap<String, u64>>,
-}
-
-fn read<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl ImagesInMemory {
-    /// Moves copies of the kept public images among `seqs` into `found`.
-    fn take_public(&self, seqs: &[i64], found: &mut HashMap<i64, Image>) {
-        let public = read(&self.public);
-        for seq in seqs {
-            if let Some(image) = public.get(seq) {
-                found.insert(*seq, image.clone());
-            }
-        }
-    }
-
-    /// The kept image of `item`, if it is current.
-    fn current(public: &HashMap<i64, Image>, custom: &HashMap<i64, Image>, item: &Listed) -> Option<Image> {
-        match (&item.id, &item.name) {
-            (Some(id), Some(name)) => custom
-                .get(&item.seq)
-                .filter(|image| image.id.as_str() == id && &image.name == name),
-            _ => public.get(&item.seq),
-        }
-        .cloned()
-    }
-
-    /// Moves copies of the kept, current images of `listed` into `found`.
-    fn take_listed(&self, listed: &[Listed], found: &mut HashMap<i64, Image>) {
-        let (public, custom) = (read(&self.public), read(&self.custom));
-        for item in listed {
-            if let Some(image) = Self::current(&public, &custom, item) {
-                found.insert(item.seq, image);
-            }
-        }
-    }
-
-    /// Copies of the images of `listed`, in order, when all are kept and current.
-    fn all_listed(&self, listed: &[Listed]) -> Option<Vec<Image>> {
-        let (public, custom) = (read(&self.public), read(&self.custom));
-        listed
-            .iter()
-            .map(|item| Self::current(&public, &custom, item))
-            .collect()
-    }
-
-    /// Keeps `loaded`: public images, and custom ones that are `Available` (listed ones).
-    fn keep(&self, loaded: &HashMap<i64, Image>) {
-        for (set, public) in [(&self.public, true), (&self.custom, false)] {
-            let mut kept = loaded
-                .iter()
-                .filter(|(_, image)| {
-                    image.owner.is_none() == public && image.status == ImageStatus::Available
-                })
-                .peekable();
-            if kept.peek().is_none() {
-                continue;
-            }
-            let mut set = write(set);
-            if set.len() + loaded.len() > MAX_IMAGES_IN_MEMORY {
-                set.clear();
-            }
-            for (seq, image) in kept {
-                set.insert(*seq, image.clone());
-            }
-        }
-    }
-
-    fn clear(&self) {
-        write(&self.public).clear();
-        write(&self.custom).clear();
-        write(&self.listed).clear();
-    }
-
-    /// The public listing's size on `node` as last read, if it was.
-    fn listed_on(&self, node: &str) -> Option<u64> {
-        read(&self.listed).get(node).copied()
-    }
-
-    /// Remembers the public listing's size on `node` (bounded like the images).
-    fn note_listed(&self, node: &str, total: u64) {
-        if self.listed_on(node) == Some(total) {
-            return;
-        }
-        let mut listed = write(&self.listed);
-        if listed.len() >= MAX_IMAGES_IN_MEMORY {
-            listed.clear();
-        }
-        listed.insert(node.to_owned(), total);
-    }
 }
 
 /// Whether image `seq` is shared with `account`.

@@ -234,7 +234,6 @@ pub struct PoolStats {
 pub struct Store {
     engine: Arc<dyn Engine>,
     dialect: Dialect,
-    in_memory: Arc<images::ImagesInMemory>,
     read_model: Arc<read_model::ReadModel>,
 }
 
@@ -262,7 +261,6 @@ impl Store {
         Self {
             engine: Arc::new(engine),
             dialect,
-            in_memory: Arc::default(),
             read_model: Arc::new(read_model),
         }
     }

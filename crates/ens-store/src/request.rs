@@ -14,7 +14,7 @@ use ens_domain::{
 use time::OffsetDateTime;
 
 use crate::engine::{Access, Lock, Param, Row, Session};
-use crate::images::{image_nodes, is_shared_with, CountChanges, Listed, View};
+use crate::images::{image_nodes, is_shared_with, CountChanges, View};
 use crate::read_model::{Field, Listing};
 use crate::rows::{
     account_from, corrupt, failure_from, format_time, instance_from_row, millis, new_custom_image_id,
@@ -103,36 +103,27 @@ impl<'a> Conditions<'a> {
 }
 
 /// The totals of the public listing and the viewer's, and the entries of the page: one
-/// statement, so one snapshot by itself and one round trip. Listings are numbered densely
-/// from 0, so the page is a range of positions: the public listing's first, then the
-/// viewer's. Rows are `(0, public total, own total)`, then `(1, position, seq)` for public
-/// images (never changed in place: their number is enough) and `(2, position, seq, id, name)`
-/// for the viewer's, whose ID and name tell whether images kept in memory are current. The
-/// caller orders the rows (a handful), which costs less than a sort in SQL: BENCHMARKS.md,
-/// "Public images from memory", has the variants measured.
+/// statement, so one snapshot by itself. Listings are numbered densely from 0, so the page is
+/// a range of positions: the public listing's first, then the viewer's. Rows are
+/// `(0, public total, own total)`, then `(1, position, seq)` for public images and
+/// `(2, position, seq)` for the viewer's. The caller orders the rows (a handful), which costs
+/// less than a sort in SQL. The read model answers these pages; this is its fallback.
 const LISTING_PAGE: &str = "\
      SELECT 0, COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0), \
-               COALESCE((SELECT count FROM listing_counts WHERE scope = $1 AND node_id = $2), 0), NULL, NULL \
+               COALESCE((SELECT count FROM listing_counts WHERE scope = $1 AND node_id = $2), 0) \
      UNION ALL \
-     SELECT 1, position, image_seq, NULL, NULL FROM image_listing \
+     SELECT 1, position, image_seq FROM image_listing \
       WHERE scope = 'system' AND node_id = $2 AND position >= $3 AND position < $3 + $4 \
      UNION ALL \
-     SELECT 2, l.position, l.image_seq, i.id, i.name FROM image_listing l JOIN images i ON i.seq = l.image_seq \
-      WHERE l.scope = $1 AND l.node_id = $2 \
-        AND l.position >= $3 - COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0) \
-        AND l.position < $3 + $4 - COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0)";
-
-/// A page of a listing read: its entries in order, the total over both listings, and the
-/// public listing's own size.
-struct ListingPage {
-    items: Vec<Listed>,
-    total: u64,
-    public_total: u64,
-}
+     SELECT 2, position, image_seq FROM image_listing \
+      WHERE scope = $1 AND node_id = $2 \
+        AND position >= $3 - COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0) \
+        AND position < $3 + $4 - COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0)";
 
 /// Unfiltered DescribeImages: public images first, then the viewer's own and shared-in ones,
-/// each listing read by position (see [`LISTING_PAGE`]).
-async fn page_from_listings(tx: &mut dyn Session, query: &ImageQuery) -> StoreResult<ListingPage> {
+/// each listing read by position (see [`LISTING_PAGE`]). Returns the page's sequence numbers
+/// in order and the total over both listings.
+async fn page_from_listings(tx: &mut dyn Session, query: &ImageQuery) -> StoreResult<(Vec<i64>, u64)> {
     let node = query.node.as_ref().map_or(ALL_NODES, NodeId::as_str);
     let rows = tx
         .rows(
@@ -152,20 +143,14 @@ async fn page_from_listings(tx: &mut dyn Session, query: &ImageQuery) -> StoreRe
         if part == 0 {
             (public_total, own_total) = (to_u64(first, "count")?, to_u64(second, "count")?);
         } else {
-            let item = Listed {
-                seq: second,
-                id: row.maybe_text(3)?,
-                name: row.maybe_text(4)?,
-            };
-            page.push(((part, first), item));
+            page.push(((part, first), second));
         }
     }
     page.sort_unstable_by_key(|(place, _)| *place);
-    Ok(ListingPage {
-        items: page.into_iter().map(|(_, item)| item).collect(),
-        total: public_total.saturating_add(own_total),
-        public_total,
-    })
+    Ok((
+        page.into_iter().map(|(_, seq)| seq).collect(),
+        public_total.saturating_add(own_total),
+    ))
 }
 
 /// Filter path: an exact ID, name or snapshot narrows the candidates through an index, so the
@@ -232,16 +217,13 @@ fn counted_page<S, T>(
 }
 
 /// Images `offset..offset + limit` of the public listing followed by the viewer's.
-fn page_of(public: &[Arc<Image>], own: &[Arc<Image>], offset: u64, limit: u64) -> Vec<Image> {
+fn page_of(public: &[Arc<Image>], own: &[Arc<Image>], offset: u64, limit: u64) -> Vec<Arc<Image>> {
     let start = usize::try_from(offset).unwrap_or(usize::MAX);
     let end = start.saturating_add(usize::try_from(limit).unwrap_or(usize::MAX));
     let part = |images: &[Arc<Image>], skipped: usize| {
         let from = start.saturating_sub(skipped).min(images.len());
         let to = end.saturating_sub(skipped).min(images.len());
-        images[from..to]
-            .iter()
-            .map(|image| Image::clone(image))
-            .collect::<Vec<_>>()
+        images[from..to].to_vec()
     };
     let mut page = part(public, 0);
     page.extend(part(own, public.len()));
@@ -742,7 +724,7 @@ pub trait RequestStore: Send + Sync + 'static {
         }
         let images = self.store().load_images(&mut *tx, &[seq], true).await?;
         tx.commit().await?;
-        Ok(views(images, viewer, None).pop())
+        Ok(views(images.into_iter().map(Arc::new), viewer, None).pop())
     }
 
     /// Renames an image of `owner`.
@@ -1002,7 +984,7 @@ pub trait RequestStore: Send + Sync + 'static {
                             .is_none_or(|snapshot| image.snapshot_id.as_ref() == Some(snapshot))
                 })
                 .collect();
-            let (images, total_count) = counted_page(matching, query.page, |image| Image::clone(image))?;
+            let (images, total_count) = counted_page(matching, query.page, Arc::clone)?;
             return Ok(Page {
                 items: views(images, &query.viewer, None),
                 total_count,
@@ -1028,7 +1010,7 @@ pub trait RequestStore: Send + Sync + 'static {
         let images = self.store().load_images(&mut *tx, &seqs, true).await?;
         tx.commit().await?;
         Ok(Page {
-            items: views(images, &query.viewer, None),
+            items: views(images.into_iter().map(Arc::new), &query.viewer, None),
             total_count,
             request: query.page,
         })
@@ -1060,7 +1042,7 @@ pub trait RequestStore: Send + Sync + 'static {
     /// One page of the images `query.viewer` may see, matching the query.
     ///
     /// Only `Available` images are listed. Order: public images first, then the viewer's own
-    /// and shared-in images, each group in the order the images entered the self.store(). An item
+    /// and shared-in images, each group in the order the images entered the store. An item
     /// names one node (`RegionId`), so each image carries only its first node: public images
     /// can each be on dozens.
     async fn describe_images(&self, query: &ImageQuery) -> StoreResult<Page<ImageView>> {
@@ -1088,38 +1070,18 @@ pub trait RequestStore: Send + Sync + 'static {
                 .into_iter()
                 .flat_map(|listing| filter_listing(listing, query))
                 .collect();
-            let (images, total) = counted_page(matching, query.page, |image| Image::clone(image))?;
+            let (images, total) = counted_page(matching, query.page, Arc::clone)?;
             return Ok(page(images, total));
         }
-        if !filtered
-            && store.dialect.statements_are_round_trips()
-            && store.page_likely_public(node, offset, limit)
-        {
-            // A page whose images are all in memory is one statement: one round trip.
-            // Should one be missing or out of date, the page is read again below with its
-            // images in one transaction, so both are of one moment. (In-process SQLite
-            // statements cost less than this guess: there the transaction is always used.)
-            let mut one = store.session(Access::ReadOne).await?;
-            let listed = page_from_listings(&mut *one, query).await?;
-            one.commit().await?;
-            store.note_public_listed(node, listed.public_total);
-            if let Some(images) = store.listed_from_memory(&listed.items) {
-                return Ok(page(images, listed.total));
-            }
-        }
         let mut tx = store.session(Access::Read).await?;
-        let (images, total_count) = if filtered {
-            let (seqs, total) = page_from_filters(&mut *tx, query).await?;
-            (store.load_images(&mut *tx, &seqs, false).await?, total)
+        let (seqs, total_count) = if filtered {
+            page_from_filters(&mut *tx, query).await?
         } else {
-            let listed = page_from_listings(&mut *tx, query).await?;
-            if store.dialect.statements_are_round_trips() {
-                store.note_public_listed(node, listed.public_total);
-            }
-            (store.load_listed(&mut *tx, &listed.items).await?, listed.total)
+            page_from_listings(&mut *tx, query).await?
         };
+        let images = store.load_images(&mut *tx, &seqs, false).await?;
         tx.commit().await?;
-        Ok(page(images, total_count))
+        Ok(page(images.into_iter().map(Arc::new).collect(), total_count))
     }
 
     /// `ImportImage`: stores `new` as `Creating` on every known node, with its import from

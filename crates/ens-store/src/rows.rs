@@ -1,6 +1,8 @@
 //! Conversions between stored rows and domain values, and the encodings the store keeps
 //! (times as RFC 3339 text, build times as Unix milliseconds). Nothing here runs SQL.
 
+use std::sync::Arc;
+
 use ens_domain::{
     AccountId, BuildFailure, Image, ImageId, ImageOwnerAlias, ImageStatus, ImageView, Instance, NodeId,
     Principal, RamUserName, Snapshot,
@@ -95,7 +97,11 @@ pub fn new_user_id() -> String {
 }
 
 /// Images as `viewer` sees them, each named by `node` or else by its first node.
-pub(crate) fn views(images: Vec<Image>, viewer: &AccountId, node: Option<&NodeId>) -> Vec<ImageView> {
+pub(crate) fn views(
+    images: impl IntoIterator<Item = Arc<Image>>,
+    viewer: &AccountId,
+    node: Option<&NodeId>,
+) -> Vec<ImageView> {
     images
         .into_iter()
         .filter_map(|image| {

@@ -228,7 +228,6 @@ impl Store {
         match &snapshot.kept {
             Kept::Pages(pages) => {
                 let restored = self.engine.restore_pages(pages).await;
-                self.forget_images_in_memory();
                 self.read_model.everything_changed();
                 restored
             }

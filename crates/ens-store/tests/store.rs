@@ -1886,8 +1886,9 @@ mod state {
         assert!(store.access_key(&later).await.unwrap().is_some());
     }
 
-    /// DescribeImages keeps public images in memory by sequence number; a restore that makes
-    /// the numbers be handed out again must not show an image that no longer exists.
+    /// A restore that makes sequence numbers be handed out again must not show, through
+    /// DescribeImages, a public image that no longer exists (the listings held in memory are
+    /// dropped by a restore).
     async fn public_images_read_from_memory_follow_catalog_loads_and_restores(store: &Store) {
         let (alice, _) = seeded(store).await;
         let snapshot = store.snapshot(None, u64::MAX).await.unwrap();
@@ -1933,9 +1934,9 @@ mod state {
         assert!(kept.bytes > 1024, "{}", kept.bytes);
     }
 
-    /// Listed custom images are kept in memory too, checked against the ID and name the
-    /// listing reads: a rename, or a restore that writes an image back under its old number,
-    /// shows at once.
+    /// A rename, or a restore that writes a custom image back under its old number, shows at
+    /// once in the owner's DescribeImages page, read twice in a row so that the second read
+    /// comes from memory.
     async fn custom_images_read_from_memory_follow_renames_and_restores(store: &Store) {
         let (alice, _) = seeded(store).await;
         let alice1 = find(store, &alice, "alice1").await;
@@ -2254,7 +2255,8 @@ mod transfers {
             .items
             .remove(0)
             .image
-            .id;
+            .id
+            .clone();
         let refused = store
             .start_export(&alice, &public, &target, &url, "R-export", NOW)
             .await;

@@ -72,9 +72,9 @@ impl CreateImageRequest {
 
 /// `RequestId`, `Code` 0 and the new `ImageId`.
 #[must_use]
-pub fn response(request_id: &str, image_id: &str) -> Body {
+pub fn response<'a>(request_id: &'a str, image_id: &'a str) -> Body<'a> {
     Body {
-        action: "CreateImage".into(),
+        action: "CreateImage",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("Code", Value::Int(0)),

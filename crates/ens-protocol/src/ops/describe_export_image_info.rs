@@ -6,7 +6,7 @@ use ens_domain::{ImageExportInfo, ImageId, Page, PageRequest};
 
 use super::{int, optional, page_request};
 use crate::error::ApiError;
-use crate::render::{format_time, Body, Value};
+use crate::render::{Body, Value};
 
 /// Documented default page size.
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
@@ -52,14 +52,14 @@ impl DescribeExportImageInfoRequest {
     }
 }
 
-fn export_info(info: &ImageExportInfo) -> Value {
+fn export_info(info: &ImageExportInfo) -> Value<'_> {
     Value::Object(vec![
         ("ImageId", Value::str(info.image_id.as_str())),
         ("ImageName", Value::str(&info.image_name)),
         ("ImageOwnerAlias", Value::str(info.alias.as_str())),
         ("Architecture", Value::str(&info.architecture)),
         ("Platform", Value::str(&info.platform)),
-        ("CreationTime", Value::str(format_time(info.creation_time))),
+        ("CreationTime", Value::Time(info.creation_time)),
         ("ImageExportStatus", Value::str(info.status.as_str())),
         (
             "ExportedImageURL",
@@ -72,9 +72,9 @@ fn export_info(info: &ImageExportInfo) -> Value {
 /// a string (`ExportedImageURL` empty for a never-exported image); no `Code`, as the SDK
 /// model declares.
 #[must_use]
-pub fn response(request_id: &str, page: &Page<ImageExportInfo>) -> Body {
+pub fn response<'a>(request_id: &'a str, page: &'a Page<ImageExportInfo>) -> Body<'a> {
     Body {
-        action: "DescribeExportImageInfo".into(),
+        action: "DescribeExportImageInfo",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("PageNumber", Value::Int(i64::from(page.request.number.get()))),

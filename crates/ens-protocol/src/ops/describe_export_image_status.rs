@@ -30,9 +30,9 @@ impl DescribeExportImageStatusRequest {
 /// `RequestId` and `ImageExportStatus` (`Unexported`, `Exporting`, `Exported` or
 /// `ExportError`); the SDK model has no `Code` for this call.
 #[must_use]
-pub fn response(request_id: &str, status: ExportStatus) -> Body {
+pub fn response<'a>(request_id: &'a str, status: ExportStatus) -> Body<'a> {
     Body {
-        action: "DescribeExportImageStatus".into(),
+        action: "DescribeExportImageStatus",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("ImageExportStatus", Value::str(status.as_str())),

@@ -34,12 +34,12 @@ impl DescribeImageInfosRequest {
     }
 }
 
-fn image_info(image: &Image) -> Value {
+fn image_info(image: &Image) -> Value<'_> {
     Value::Object(vec![
         ("ImageId", Value::str(image.id.as_str())),
         ("Description", Value::str(&image.description)),
         ("ImageVersion", Value::str(&image.os_version)),
-        ("ImageSize", Value::str(image.size_gib.to_string())),
+        ("ImageSize", Value::Digits(image.size_gib)),
         ("OSName", Value::str(&image.platform)),
         ("OSType", Value::str(&image.os_type)),
         ("ComputeType", Value::str(&image.compute_type)),
@@ -63,9 +63,9 @@ fn image_info(image: &Image) -> Value {
 
 /// `RequestId`, `Code` 0 and `Images.Image[]` (no pagination).
 #[must_use]
-pub fn response(request_id: &str, images: &[Image]) -> Body {
+pub fn response<'a>(request_id: &'a str, images: &'a [Image]) -> Body<'a> {
     Body {
-        action: "DescribeImageInfos".into(),
+        action: "DescribeImageInfos",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("Code", Value::Int(0)),

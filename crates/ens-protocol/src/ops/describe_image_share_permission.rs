@@ -42,9 +42,9 @@ impl DescribeImageSharePermissionRequest {
 
 /// `RequestId`, `ImageId`, integer page counters and `Accounts.Account[].AliyunUid`.
 #[must_use]
-pub fn response(request_id: &str, image_id: &ImageId, page: &Page<AccountId>) -> Body {
+pub fn response<'a>(request_id: &'a str, image_id: &'a ImageId, page: &'a Page<AccountId>) -> Body<'a> {
     Body {
-        action: "DescribeImageSharePermission".into(),
+        action: "DescribeImageSharePermission",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("ImageId", Value::str(image_id.as_str())),

@@ -76,7 +76,7 @@ impl DescribeImagesRequest {
 
 /// `DiskDeviceMappings` as the SDK models declare it (all strings, lower-case `imageId`).
 #[must_use]
-pub fn disk_device_mappings(disks: &[DiskDeviceMapping]) -> Value {
+pub fn disk_device_mappings(disks: &[DiskDeviceMapping]) -> Value<'_> {
     Value::List {
         item: "DiskDeviceMapping",
         items: disks
@@ -84,7 +84,7 @@ pub fn disk_device_mappings(disks: &[DiskDeviceMapping]) -> Value {
             .map(|disk| {
                 Value::Object(vec![
                     ("Type", Value::str(&disk.disk_type)),
-                    ("Size", Value::str(disk.size_gib.to_string())),
+                    ("Size", Value::Digits(disk.size_gib)),
                     ("Format", Value::str(&disk.format)),
                     ("imageId", Value::str(&disk.image_id)),
                 ])
@@ -93,7 +93,7 @@ pub fn disk_device_mappings(disks: &[DiskDeviceMapping]) -> Value {
     }
 }
 
-fn image_item(view: &ImageView) -> Value {
+fn image_item(view: &ImageView) -> Value<'_> {
     let image = &view.image;
     let mut fields = vec![
         ("ImageId", Value::str(image.id.as_str())),
@@ -101,11 +101,8 @@ fn image_item(view: &ImageView) -> Value {
         ("ImageOwnerAlias", Value::str(view.alias.as_str())),
         ("Architecture", Value::str(&image.architecture)),
         ("Platform", Value::str(&image.platform)),
-        ("ImageSize", Value::str(image.size_gib.to_string())),
-        (
-            "CreationTime",
-            Value::str(crate::render::format_time(image.creation_time)),
-        ),
+        ("ImageSize", Value::Digits(image.size_gib)),
+        ("CreationTime", Value::Time(image.creation_time)),
     ];
     if let Some(snapshot) = &image.snapshot_id {
         fields.push(("SnapshotId", Value::str(snapshot)));
@@ -120,9 +117,9 @@ fn image_item(view: &ImageView) -> Value {
 
 /// The response body: `Code` 0, the page echo and `TotalCount` as integers, `Images.Image[]`.
 #[must_use]
-pub fn response(request_id: &str, page: &Page<ImageView>) -> Body {
+pub fn response<'a>(request_id: &'a str, page: &'a Page<ImageView>) -> Body<'a> {
     Body {
-        action: "DescribeImages".into(),
+        action: "DescribeImages",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("Code", Value::Int(0)),
@@ -225,7 +222,7 @@ mod tests {
             items: vec![ImageView {
                 alias: ImageOwnerAlias::of(None, &viewer),
                 region: image.nodes[0].clone(),
-                image,
+                image: image.into(),
             }],
             total_count: 1,
             request: DescribeImagesRequest::from_params(&BTreeMap::new()).unwrap().page,

@@ -8,7 +8,7 @@ use ens_domain::{ImageView, Page, PageRequest};
 use super::describe_images::disk_device_mappings;
 use super::{optional, page_request};
 use crate::error::ApiError;
-use crate::render::{format_time, Body, Value};
+use crate::render::{Body, Value};
 
 /// Documented default page size.
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
@@ -56,7 +56,7 @@ impl DescribeSelfImagesRequest {
     }
 }
 
-fn self_image(view: &ImageView) -> Value {
+fn self_image(view: &ImageView) -> Value<'_> {
     let image = &view.image;
     let mut fields = vec![
         ("ImageId", Value::str(image.id.as_str())),
@@ -67,11 +67,8 @@ fn self_image(view: &ImageView) -> Value {
         ("Platform", Value::str(&image.platform)),
         ("OsVersion", Value::str(&image.os_version)),
         ("ComputeType", Value::str(&image.compute_type)),
-        ("ImageSize", Value::str(image.size_gib.to_string())),
-        (
-            "ImageStorageSize",
-            Value::str(image.storage_size_gib().to_string()),
-        ),
+        ("ImageSize", Value::Digits(image.size_gib)),
+        ("ImageStorageSize", Value::Digits(image.storage_size_gib())),
     ];
     if let Some(instance) = &image.instance_id {
         fields.push(("InstanceId", Value::str(instance)));
@@ -80,7 +77,7 @@ fn self_image(view: &ImageView) -> Value {
         fields.push(("SnapshotId", Value::str(snapshot)));
     }
     fields.push(("RegionId", Value::str(view.region.as_str())));
-    fields.push(("CreationTime", Value::str(format_time(image.creation_time))));
+    fields.push(("CreationTime", Value::Time(image.creation_time)));
     fields.push((
         "DiskDeviceMappings",
         disk_device_mappings(&image.disk_device_mappings),
@@ -90,15 +87,15 @@ fn self_image(view: &ImageView) -> Value {
 
 /// `RequestId`, `Code` 0, page counters **as strings** (as the SDK model declares), images.
 #[must_use]
-pub fn response(request_id: &str, page: &Page<ImageView>) -> Body {
+pub fn response<'a>(request_id: &'a str, page: &'a Page<ImageView>) -> Body<'a> {
     Body {
-        action: "DescribeSelfImages".into(),
+        action: "DescribeSelfImages",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("Code", Value::Int(0)),
-            ("PageNumber", Value::str(page.request.number.get().to_string())),
-            ("PageSize", Value::str(page.request.size.get().to_string())),
-            ("TotalCount", Value::str(page.total_count.to_string())),
+            ("PageNumber", Value::Digits(u64::from(page.request.number.get()))),
+            ("PageSize", Value::Digits(u64::from(page.request.size.get()))),
+            ("TotalCount", Value::Digits(page.total_count)),
             (
                 "Images",
                 Value::List {

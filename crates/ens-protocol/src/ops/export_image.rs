@@ -58,9 +58,9 @@ impl ExportImageRequest {
 
 /// `RequestId` and `ExportedImageURL`, where the image will be once exported.
 #[must_use]
-pub fn response(request_id: &str, exported_image_url: &str) -> Body {
+pub fn response<'a>(request_id: &'a str, exported_image_url: &'a str) -> Body<'a> {
     Body {
-        action: "ExportImage".into(),
+        action: "ExportImage",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("ExportedImageURL", Value::str(exported_image_url)),

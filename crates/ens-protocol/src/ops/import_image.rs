@@ -251,9 +251,9 @@ fn disk(number: usize, entry: &Json, default_region: &str) -> Result<ObjectName,
 
 /// `RequestId` and the new `ImageId`; the SDK model has no `Code` for this call.
 #[must_use]
-pub fn response(request_id: &str, image_id: &str) -> Body {
+pub fn response<'a>(request_id: &'a str, image_id: &'a str) -> Body<'a> {
     Body {
-        action: "ImportImage".into(),
+        action: "ImportImage",
         fields: vec![
             ("RequestId", Value::str(request_id)),
             ("ImageId", Value::str(image_id)),

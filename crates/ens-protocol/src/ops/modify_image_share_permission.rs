@@ -80,9 +80,9 @@ impl ModifyImageSharePermissionRequest {
 
 /// Only `RequestId`, as the SDK model declares.
 #[must_use]
-pub fn response(request_id: &str) -> Body {
+pub fn response<'a>(request_id: &'a str) -> Body<'a> {
     Body {
-        action: "ModifyImageSharePermission".into(),
+        action: "ModifyImageSharePermission",
         fields: vec![("RequestId", Value::str(request_id))],
     }
 }
