@@ -264,6 +264,9 @@ impl NonceLedger {
     async fn write_waiting(&self) {
         let Some(index) = &self.index else { return };
         loop {
+            // Requests already woken claim their nonces before this batch is taken, so that
+            // under load a write carries many claims: each commit has a fixed cost.
+            tokio::task::yield_now().await;
             let batch = {
                 let mut waiting = index.waiting.lock().unwrap_or_else(PoisonError::into_inner);
                 if waiting.0.is_empty() {

@@ -31,13 +31,21 @@ pub fn nonce_digest(key: &str, nonce: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-/// Pairs of integers from two lists bound at `$1` and `$2`, as a table of columns `a`, `b`.
-fn int_pairs(dialect: Dialect) -> &'static str {
+/// Pairs of integers from two lists bound at `$1` and `$2`, as rows of two columns: the
+/// clause to put before the statement, and the query. On SQLite each list is read once into
+/// a table the join finds by position; joining the two `json_each` directly parses the second
+/// list again for each element of the first, which makes a batch cost its square.
+fn int_pairs(dialect: Dialect) -> (&'static str, &'static str) {
     match dialect {
-        Dialect::Sqlite => {
-            "(SELECT d.value AS a, e.value AS b FROM json_each($1) d JOIN json_each($2) e ON e.key = d.key)"
-        }
-        Dialect::Postgres => "unnest($1::bigint[], $2::bigint[]) AS pairs(a, b)",
+        Dialect::Sqlite => (
+            "WITH d AS MATERIALIZED (SELECT key, value FROM json_each($1)), \
+             e AS MATERIALIZED (SELECT key, value FROM json_each($2)) ",
+            "SELECT d.value, e.value FROM d JOIN e ON e.key = d.key",
+        ),
+        Dialect::Postgres => (
+            "",
+            "SELECT a, b FROM unnest($1::bigint[], $2::bigint[]) AS pairs(a, b)",
+        ),
     }
 }
 
@@ -51,11 +59,11 @@ impl Store {
         claims: &[NonceClaim],
         now: OffsetDateTime,
     ) -> StoreResult<Vec<bool>> {
+        let (with, pairs) = int_pairs(self.dialect);
         let sql = format!(
-            "INSERT INTO used_nonces (digest, expires_at) SELECT a, b FROM {} WHERE true \
+            "{with}INSERT INTO used_nonces (digest, expires_at) {pairs} WHERE true \
              ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE used_nonces.expires_at <= $3 RETURNING digest",
-            int_pairs(self.dialect)
+             WHERE used_nonces.expires_at <= $3 RETURNING digest"
         );
         let mut won = Vec::with_capacity(claims.len());
         let mut session = self.session(Access::Nonces).await?;
