@@ -201,27 +201,37 @@ fn word_needs_escape(word: u64) -> bool {
     below(word, 0x20) | quote | backslash != 0
 }
 
+/// Whether JSON must escape any byte of `bytes`: eight bytes are checked at a time, the
+/// last few one by one.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let word_needs = words.by_ref().any(|chunk| {
+        <[u8; 8]>::try_from(chunk).is_ok_and(|word| word_needs_escape(u64::from_le_bytes(word)))
+    });
+    word_needs
+        || words
+            .remainder()
+            .iter()
+            .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+}
+
 fn write_json_string(out: &mut String, value: &str) {
     out.push('"');
-    // Most stored text needs no escape at all: eight bytes are checked at a time, and a
-    // string with nothing to escape is copied whole.
-    let words = value.as_bytes().chunks_exact(8);
-    let mut tail = [b' '; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    let clean = words
-        .map(|chunk| {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            word
-        })
-        .chain(std::iter::once(tail))
-        .all(|word| !word_needs_escape(u64::from_le_bytes(word)));
-    if clean {
-        out.push_str(value);
-    } else {
+    // Most stored text needs no escape at all, and is copied whole.
+    if needs_escape(value.as_bytes()) {
         write_json_escaped(out, value);
+    } else {
+        out.push_str(value);
     }
     out.push('"');
+}
+
+/// Writes a field's name and the colon after it. Names are the API's own identifiers,
+/// fixed in the code, so they never need an escape.
+fn write_json_name(out: &mut String, name: &'static str) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
 }
 
 /// The body of a JSON string that holds bytes to escape. Runs of plain text are copied
@@ -256,8 +266,7 @@ fn write_json_object(out: &mut String, fields: &[(&'static str, Value<'_>)]) {
         if index > 0 {
             out.push(',');
         }
-        write_json_string(out, name);
-        out.push(':');
+        write_json_name(out, name);
         write_json_value(out, value);
     }
     out.push('}');
@@ -280,8 +289,8 @@ fn write_json_value(out: &mut String, value: &Value<'_>) {
         Value::Object(fields) => write_json_object(out, fields),
         Value::List { item, items } => {
             out.push('{');
-            write_json_string(out, item);
-            out.push_str(":[");
+            write_json_name(out, item);
+            out.push('[');
             for (index, element) in items.iter().enumerate() {
                 if index > 0 {
                     out.push(',');
