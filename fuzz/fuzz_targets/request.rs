@@ -20,7 +20,7 @@ use ens_images_fuzz::wellformed::assert_error_renders;
 use ens_protocol::encoding::{form_decode, form_encode};
 use ens_protocol::request::{SignatureCheck, COMMON_PARAMETERS};
 use ens_protocol::sign::v3;
-use ens_protocol::{parse_call, AccessKeySecret, Action};
+use ens_protocol::{AccessKeySecret, Action};
 use libfuzzer_sys::fuzz_target;
 
 /// Longest query or form body whose respelling must give the same call. The server bounds each
@@ -30,7 +30,7 @@ const RESPELL_LIMIT: usize = 16 * 1024;
 
 /// The outcome, printed: `Call` has no `PartialEq` on purpose (it holds a signature).
 fn outcome(request: &Delivered) -> String {
-    format!("{:?}", parse_call(&request.raw()))
+    format!("{:?}", request.parse())
 }
 
 fn check_decoding_and_respelling(request: &Delivered, expected: &str) {
@@ -123,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
     let expected = outcome(&request);
     check_decoding_and_respelling(&request, &expected);
     check_authorization_round_trip(&request);
-    let call = match parse_call(&request.raw()) {
+    let call = match request.parse() {
         Ok(call) => call,
         Err(failure) => return assert_error_renders(&failure.error, failure.format),
     };

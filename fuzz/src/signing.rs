@@ -1,7 +1,7 @@
 //! The body of the two signature targets: sign, check the success path, edit, check the verdict.
 
 use ens_protocol::request::SignatureCheck;
-use ens_protocol::{parse_call, AccessKeySecret, Call};
+use ens_protocol::{AccessKeySecret, Call};
 
 use crate::reference::{self, SECRET};
 use crate::script::{self, Model};
@@ -78,7 +78,7 @@ pub fn run(data: &[u8], version: Version) {
     let Some(signed) = model.deliver() else {
         return;
     };
-    let original = parse_call(&signed.raw()).ok();
+    let original = signed.parse().ok();
     if let Some(call) = original
         .as_ref()
         .filter(|call| is_version(&call.credentials.check, version))
@@ -105,7 +105,7 @@ pub fn run(data: &[u8], version: Version) {
     let Some(edited) = model.deliver() else {
         return;
     };
-    let Ok(call) = parse_call(&edited.raw()) else {
+    let Ok(call) = edited.parse() else {
         return;
     };
     if !verifies(&call, &secret) {

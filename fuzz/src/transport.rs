@@ -2,13 +2,13 @@
 //! does it.
 //!
 //! The server receives requests through hyper, which parses the head with `httparse` and builds
-//! `http` types; `ens-server`'s handler then turns every header value into a `String` with
+//! `http` types; `ens-server`'s handler then reads every header value with
 //! `String::from_utf8_lossy` and passes path, query, headers and body on. Fuzzing `parse_call`
 //! with inputs no transport can deliver (a line feed inside a header value, say) would report
 //! problems that cannot happen, so this module refuses whatever hyper refuses and converts the
 //! rest exactly as the handler does.
 
-use ens_protocol::RawRequest;
+use ens_protocol::{borrowed_headers, parse_call, Call, ParseFailure, RawRequest};
 
 /// Most headers one request may carry here; hyper's own default is 100.
 const MAX_HEADERS: usize = 100;
@@ -29,16 +29,18 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    /// The borrowed view `parse_call` takes.
-    #[must_use]
-    pub fn raw(&self) -> RawRequest<'_> {
-        RawRequest {
+    /// What `parse_call` makes of the request, given the borrowed view the handler gives it.
+    ///
+    /// # Errors
+    /// The refusal `parse_call` answers with.
+    pub fn parse(&self) -> Result<Call, ParseFailure> {
+        parse_call(&RawRequest {
             method: &self.method,
             path: &self.path,
             query: &self.query,
-            headers: &self.headers,
+            headers: &borrowed_headers(&self.headers),
             body: &self.body,
-        }
+        })
     }
 }
 

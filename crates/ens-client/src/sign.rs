@@ -250,7 +250,7 @@ mod tests {
             method: SignedRequest::METHOD,
             path: "/",
             query: &request.query,
-            headers: &request.headers,
+            headers: &ens_protocol::borrowed_headers(&request.headers),
             body: b"",
         };
         parse_call(&raw).unwrap()

@@ -53,7 +53,7 @@ async fn answer(seen: Arc<Seen>, request: Request<Incoming>) -> Result<Response<
         method: &method,
         path: &path,
         query: &query,
-        headers: &headers,
+        headers: &ens_protocol::borrowed_headers(&headers),
         body: &body,
     };
     let outcome = parse_call(&raw)

@@ -17,5 +17,5 @@ pub mod sign;
 pub use action::Action;
 pub use error::{ApiError, ErrorCode};
 pub use render::{Body, Format, Value};
-pub use request::{parse_call, Call, Credentials, ParseFailure, RawRequest};
+pub use request::{borrowed_headers, parse_call, Call, Credentials, Header, ParseFailure, RawRequest};
 pub use secret::AccessKeySecret;

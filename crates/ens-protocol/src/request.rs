@@ -4,6 +4,7 @@
 //! Everything here is cheap and needs no secret, so malformed requests are refused before
 //! any key lookup. Verification itself ([`Credentials::verify`]) only needs the secret.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use time::format_description::well_known::Rfc3339;
@@ -39,6 +40,19 @@ pub const COMMON_PARAMETERS: [&str; 12] = [
     "SecurityToken",
 ];
 
+/// One header as the transport received it: its name and its value, borrowed from the
+/// transport's own copy (a value that is not UTF-8 is read lossily, and only then copied).
+pub type Header<'a> = (&'a str, Cow<'a, str>);
+
+/// Headers held as owned pairs (a client's, a test's), borrowed as [`Header`]s.
+#[must_use]
+pub fn borrowed_headers(headers: &[(String, String)]) -> Vec<Header<'_>> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str())))
+        .collect()
+}
+
 /// An HTTP request as the transport received it.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRequest<'a> {
@@ -49,7 +63,7 @@ pub struct RawRequest<'a> {
     /// The raw query string after `?` (empty when absent).
     pub query: &'a str,
     /// Every header as (name, value); names in any case.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [Header<'a>],
     /// The raw body.
     pub body: &'a [u8],
 }
@@ -59,7 +73,7 @@ impl RawRequest<'_> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+            .map(|(_, value)| value.as_ref())
     }
 
     fn is_repeated(&self, name: &str) -> bool {

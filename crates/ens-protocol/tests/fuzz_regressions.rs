@@ -43,7 +43,7 @@ fn parse(headers: &[(String, String)]) -> Result<ens_protocol::Call, ens_protoco
         method: "POST",
         path: "/",
         query: "",
-        headers,
+        headers: &ens_protocol::borrowed_headers(headers),
         body: b"",
     })
 }

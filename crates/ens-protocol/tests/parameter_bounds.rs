@@ -13,7 +13,7 @@ fn form_post(body: &[u8]) -> Result<ens_protocol::Call, ens_protocol::ParseFailu
         method: "POST",
         path: "/",
         query: "Action=DescribeImages&Version=2017-11-10",
-        headers: &headers,
+        headers: &ens_protocol::borrowed_headers(&headers),
         body,
     })
 }

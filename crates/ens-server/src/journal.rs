@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(journal.query(&failed).len(), 1);
     }
 
-    fn raw<'a>(query: &'a str, headers: &'a [(String, String)], body: &'a [u8]) -> RawRequest<'a> {
+    fn raw<'a>(query: &'a str, headers: &'a [ens_protocol::Header<'a>], body: &'a [u8]) -> RawRequest<'a> {
         RawRequest {
             method: "POST",
             path: "/",
@@ -404,7 +404,11 @@ mod tests {
         let query = "Action=UpgradeAICInstanceImage&AccessKeyId=LTAIkey&Signature=c2ln&signature=c2ln&SignatureNonce=n\
                      &ImageName=web&AccessKeySecret=s3cret&DbPassword=pw";
         let entry = refusal_entry(
-            &raw(query, &form, b"ImageName=from-body&OSType=linux"),
+            &raw(
+                query,
+                &ens_protocol::borrowed_headers(&form),
+                b"ImageName=from-body&OSType=linux",
+            ),
             &error,
             "R-1",
             std::time::Instant::now(),
@@ -459,7 +463,7 @@ mod tests {
             ("x-acs-action".to_owned(), "DescribeImages".to_owned()),
         ];
         let entry = refusal_entry(
-            &raw("PageSize=5", &headers, b""),
+            &raw("PageSize=5", &ens_protocol::borrowed_headers(&headers), b""),
             &error,
             "R-4",
             std::time::Instant::now(),

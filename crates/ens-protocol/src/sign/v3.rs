@@ -143,13 +143,16 @@ pub fn canonical_query(query: &[(String, String)]) -> String {
 /// values are all header values whose lower-cased name matches, each trimmed of ASCII whitespace,
 /// sorted, joined with ",". `headers` is every request header as (name, value) in any case.
 /// A signed header that is absent -> Err(name), so the caller can name it in the error.
-pub fn canonical_headers(signed_headers: &[String], headers: &[(String, String)]) -> Result<String, String> {
+pub fn canonical_headers<N: AsRef<str>, V: AsRef<str>>(
+    signed_headers: &[String],
+    headers: &[(N, V)],
+) -> Result<String, String> {
     let mut out = String::new();
     for signed in signed_headers {
         let mut values: Vec<&str> = headers
             .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(signed))
-            .map(|(_, value)| value.trim_matches(|c: char| c.is_ascii_whitespace()))
+            .filter(|(name, _)| name.as_ref().eq_ignore_ascii_case(signed))
+            .map(|(_, value)| value.as_ref().trim_matches(|c: char| c.is_ascii_whitespace()))
             .collect();
         if values.is_empty() {
             return Err(signed.clone());
