@@ -64,9 +64,9 @@ struct NonceIndex {
     unwritten: AtomicUsize,
     /// When expired claims were last pruned (Unix seconds).
     pruned_at: std::sync::Mutex<i64>,
-    /// Claims won here and not yet handed to the record, with when each was made, and
-    /// whether a writer task is running (it takes them all, batch after batch).
-    waiting: std::sync::Mutex<(Vec<(NonceClaim, OffsetDateTime)>, bool)>,
+    /// Claims won here and not yet handed to the record, and whether a writer task is
+    /// running (it takes them all, batch after batch).
+    waiting: std::sync::Mutex<(Vec<NonceClaim>, bool)>,
 }
 
 /// What the index says of a claim.
@@ -190,7 +190,7 @@ impl NonceLedger {
             match index.decide(digest, claim.expires_at.unix_timestamp(), now.unix_timestamp()) {
                 Decision::Replay => return Ok(false),
                 Decision::Won => {
-                    self.write_later(index, claim, now);
+                    self.write_later(index, claim);
                     return Ok(true);
                 }
                 Decision::Full => {}
@@ -245,11 +245,11 @@ impl NonceLedger {
 
     /// Writes a claim the index won to the record in the background; a claim the record
     /// cannot take is held in memory like any claim made while it cannot be written.
-    fn write_later(self: &Arc<Self>, index: &NonceIndex, claim: NonceClaim, now: OffsetDateTime) {
+    fn write_later(self: &Arc<Self>, index: &NonceIndex, claim: NonceClaim) {
         index.unwritten.fetch_add(1, Ordering::AcqRel);
         let start_writer = {
             let mut waiting = index.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            waiting.0.push((claim, now));
+            waiting.0.push(claim);
             !std::mem::replace(&mut waiting.1, true)
         };
         if start_writer {
@@ -267,7 +267,7 @@ impl NonceLedger {
             // Requests already woken claim their nonces before this batch is taken, so that
             // under load a write carries many claims: each commit has a fixed cost.
             tokio::task::yield_now().await;
-            let batch = {
+            let claims = {
                 let mut waiting = index.waiting.lock().unwrap_or_else(PoisonError::into_inner);
                 if waiting.0.is_empty() {
                     waiting.1 = false;
@@ -275,16 +275,8 @@ impl NonceLedger {
                 }
                 std::mem::take(&mut waiting.0)
             };
-            // A nonce on record must have expired before the earliest claim of the batch to
-            // be written again; the index decided them all, so the record refuses none but
-            // a nonce it already holds.
-            let earliest = batch
-                .iter()
-                .map(|(_, now)| *now)
-                .min()
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            let claims: Vec<NonceClaim> = batch.into_iter().map(|(claim, _)| claim).collect();
-            if let Err(error) = self.store.claim_nonces(&claims, earliest).await {
+            // The index decided them all: the record only keeps them.
+            if let Err(error) = self.store.record_nonces(&claims).await {
                 let cause = Arc::new(error);
                 for claim in &claims {
                     self.hold_unrecorded(claim.clone(), &cause).await;
@@ -537,11 +529,23 @@ mod tests {
         }
 
         async fn claim_nonces(&self, claims: &[NonceClaim], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+            self.refuse_when_full()?;
+            RequestStore::claim_nonces(&self.store, claims, now).await
+        }
+
+        async fn record_nonces(&self, claims: &[NonceClaim]) -> StoreResult<()> {
+            self.refuse_when_full()?;
+            RequestStore::record_nonces(&self.store, claims).await
+        }
+    }
+
+    impl FullDisk {
+        fn refuse_when_full(&self) -> StoreResult<()> {
             if self.full.load(Ordering::SeqCst) {
                 let cause = std::io::Error::other("database or disk is full");
                 return Err(StoreError::Full(Box::new(cause)));
             }
-            RequestStore::claim_nonces(&self.store, claims, now).await
+            Ok(())
         }
     }
 

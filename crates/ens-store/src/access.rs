@@ -54,11 +54,17 @@ impl Store {
     /// the same nonce is taken over, a live one means replay, and RETURNING names the claims
     /// that won; a concurrent claim of the same nonce on another replica waits for this one
     /// and then finds a live row.
+    ///
+    /// On SQLite the claims logged by [`Self::log_nonce_batch`] are folded in first, so that
+    /// the record decides against every claim it holds.
     pub(crate) async fn claim_nonce_batch(
         &self,
         claims: &[NonceClaim],
         now: OffsetDateTime,
     ) -> StoreResult<Vec<bool>> {
+        if self.dialect == Dialect::Sqlite {
+            self.fold_nonce_log().await?;
+        }
         let (with, pairs) = int_pairs(self.dialect);
         let sql = format!(
             "{with}INSERT INTO used_nonces (digest, expires_at) {pairs} WHERE true \
@@ -106,19 +112,98 @@ impl Store {
         Ok(won)
     }
 
-    /// See [`crate::RequestStore::nonce_in_use`].
-    pub(crate) async fn nonce_on_record(&self, claim: &NonceClaim, now: OffsetDateTime) -> StoreResult<bool> {
+    /// See [`crate::RequestStore::record_nonces`]. PostgreSQL keeps no log: there the claims
+    /// are recorded as [`Self::claim_nonce_batch`] records them.
+    pub(crate) async fn log_nonce_batch(&self, claims: &[NonceClaim]) -> StoreResult<()> {
+        if self.dialect != Dialect::Sqlite {
+            return self
+                .claim_nonce_batch(claims, OffsetDateTime::UNIX_EPOCH)
+                .await
+                .map(drop);
+        }
+        let (with, pairs) = int_pairs(self.dialect);
+        let sql = format!("{with}INSERT INTO nonce_log (digest, expires_at) {pairs}");
         let mut session = self.session(Access::Nonces).await?;
-        let found = session
-            .ints(
-                "SELECT digest FROM used_nonces WHERE digest = $1 AND expires_at > $2",
-                &[
-                    nonce_digest(claim.key.as_str(), &claim.nonce).into(),
-                    now.unix_timestamp().into(),
-                ],
+        for chunk in claims.chunks(NONCE_CLAIMS_PER_STATEMENT) {
+            let (digests, expiries): (Vec<i64>, Vec<i64>) = chunk
+                .iter()
+                .map(|claim| {
+                    (
+                        nonce_digest(claim.key.as_str(), &claim.nonce),
+                        claim.expires_at.unix_timestamp(),
+                    )
+                })
+                .unzip();
+            session
+                .execute(&sql, &[Param::Ints(&digests), Param::Ints(&expiries)])
+                .await?;
+        }
+        session.commit().await
+    }
+
+    /// Moves the logged claims into `used_nonces`, each digest with its latest expiry.
+    async fn fold_nonce_log(&self) -> StoreResult<()> {
+        let mut session = self.session(Access::Nonces).await?;
+        session
+            .execute(
+                "INSERT INTO used_nonces (digest, expires_at) \
+                 SELECT digest, max(expires_at) FROM nonce_log WHERE true GROUP BY digest \
+                 ON CONFLICT (digest) DO UPDATE SET expires_at = max(used_nonces.expires_at, excluded.expires_at)",
+                &[],
             )
             .await?;
-        Ok(!found.is_empty())
+        session.execute("DELETE FROM nonce_log", &[]).await?;
+        session.commit().await
+    }
+
+    /// See [`crate::RequestStore::nonce_in_use`]. On SQLite the log is searched too, row by
+    /// row: this only runs while the record cannot be written, when it cannot be folded.
+    pub(crate) async fn nonce_on_record(&self, claim: &NonceClaim, now: OffsetDateTime) -> StoreResult<bool> {
+        let mut session = self.session(Access::Nonces).await?;
+        let params = [
+            nonce_digest(claim.key.as_str(), &claim.nonce).into(),
+            now.unix_timestamp().into(),
+        ];
+        let mut found = session
+            .exists(
+                "SELECT 1 FROM used_nonces WHERE digest = $1 AND expires_at > $2",
+                &params,
+            )
+            .await?;
+        if !found && self.dialect == Dialect::Sqlite {
+            found = session
+                .exists(
+                    "SELECT 1 FROM nonce_log WHERE digest = $1 AND expires_at > $2",
+                    &params,
+                )
+                .await?;
+        }
+        Ok(found)
+    }
+
+    /// Forgets expired claims; returns how many rows went. The log is cut before its first
+    /// unexpired claim (claims are appended about in expiry order; one that expires out of
+    /// order goes with a later cut).
+    pub(crate) async fn prune_nonce_record(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let mut session = self.session(Access::Nonces).await?;
+        let mut removed = session
+            .execute(
+                "DELETE FROM used_nonces WHERE expires_at <= $1",
+                &[now.unix_timestamp().into()],
+            )
+            .await?;
+        if self.dialect == Dialect::Sqlite {
+            removed += session
+                .execute(
+                    "DELETE FROM nonce_log WHERE rowid < COALESCE( \
+                       (SELECT min(rowid) FROM nonce_log WHERE expires_at > $1), \
+                       (SELECT max(rowid) + 1 FROM nonce_log), 0)",
+                    &[now.unix_timestamp().into()],
+                )
+                .await?;
+        }
+        session.commit().await?;
+        Ok(removed)
     }
 
     /// See [`crate::RequestStore::recorded_nonces`].
@@ -152,9 +237,35 @@ impl Store {
             }
             first = false;
             if i64::try_from(count).unwrap_or(i64::MAX) < RANGE {
-                return Ok(nonces);
+                break;
             }
         }
+        if self.dialect == Dialect::Sqlite {
+            // The log, range by range of its row numbers.
+            let mut after = 0_i64;
+            loop {
+                let mut session = self.session(Access::Nonces).await?;
+                let rows = session
+                    .rows(
+                        "SELECT rowid, digest, expires_at FROM nonce_log WHERE rowid > $1 ORDER BY rowid LIMIT $2",
+                        &[after.into(), RANGE.into()],
+                    )
+                    .await?;
+                session.commit().await?;
+                let count = rows.len();
+                for mut row in rows {
+                    after = row.int(0)?;
+                    let expires_at = row.int(2)?;
+                    if expires_at > now.unix_timestamp() {
+                        nonces.push((row.int(1)?, expires_at));
+                    }
+                }
+                if i64::try_from(count).unwrap_or(i64::MAX) < RANGE {
+                    break;
+                }
+            }
+        }
+        Ok(nonces)
     }
 
     /// See [`crate::RequestStore::record_audits`].

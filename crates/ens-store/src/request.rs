@@ -402,6 +402,13 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().claim_nonce_batch(claims, now).await
     }
 
+    /// Records claims the server decided itself (in its index of the record), refusing none:
+    /// the cheapest write that lets a restart, or the record deciding later, refuse their
+    /// replays. The claims must be distinct.
+    async fn record_nonces(&self, claims: &[NonceClaim]) -> StoreResult<()> {
+        self.store().log_nonce_batch(claims).await
+    }
+
     /// Whether `claim`'s nonce is on record and unexpired at `now`, without writing: how
     /// replay protection goes on while the record cannot be written.
     async fn nonce_in_use(&self, claim: &NonceClaim, now: OffsetDateTime) -> StoreResult<bool> {
@@ -417,12 +424,7 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// Forgets nonces whose replay window has passed; returns how many.
     async fn prune_nonces(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        let mut tx = self.store().session(Access::Nonces).await?;
-        tx.execute(
-            "DELETE FROM used_nonces WHERE expires_at <= $1",
-            &[now.unix_timestamp().into()],
-        )
-        .await
+        self.store().prune_nonce_record(now).await
     }
 
     /// The documents of every policy attached to a user, from the read model (dropped on

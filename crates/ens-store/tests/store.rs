@@ -425,6 +425,64 @@ async fn recorded_nonces_come_back_whole_range_by_range(store: &Store) {
     assert!(!digests.contains(&ens_store::nonce_digest("AKLOAD", "n1000")));
 }
 
+/// Claims the server decided itself and only recorded count like any other: a server
+/// loading its index gets them back, the record deciding a claim refuses their replay, and
+/// pruning keeps those still in their window.
+async fn recorded_claims_are_refused_by_the_record_and_come_back_with_the_index(store: &Store) {
+    let key = AccessKeyId::parse("AKLOG").unwrap();
+    let nonce = |nonce: &str, expires_at: OffsetDateTime| NonceClaim {
+        key: key.clone(),
+        nonce: nonce.to_owned(),
+        expires_at,
+    };
+    let digest = |nonce: &str| ens_store::nonce_digest("AKLOG", nonce);
+    let (later, much_later) = (NOW + time::Duration::minutes(30), NOW + time::Duration::hours(2));
+    store
+        .record_nonces(&[
+            nonce("logged", later),
+            nonce("gone", NOW),
+            nonce("kept", much_later),
+        ])
+        .await
+        .unwrap();
+    let recorded: std::collections::HashMap<i64, i64> =
+        store.recorded_nonces(NOW).await.unwrap().into_iter().collect();
+    assert_eq!(recorded.get(&digest("logged")), Some(&later.unix_timestamp()));
+    assert!(!recorded.contains_key(&digest("gone")), "expired at NOW");
+    assert!(store.nonce_in_use(&nonce("logged", later), NOW).await.unwrap());
+    assert!(!store.nonce_in_use(&nonce("gone", later), NOW).await.unwrap());
+    assert_eq!(
+        store
+            .claim_nonces(&[nonce("logged", later), nonce("fresh", later)], NOW)
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    let recorded: std::collections::HashMap<i64, i64> =
+        store.recorded_nonces(NOW).await.unwrap().into_iter().collect();
+    assert_eq!(recorded.get(&digest("logged")), Some(&later.unix_timestamp()));
+    assert!(recorded.contains_key(&digest("fresh")) && recorded.contains_key(&digest("kept")));
+    store
+        .record_nonces(&[nonce("brief", later), nonce("late", much_later)])
+        .await
+        .unwrap();
+    let after = later + time::Duration::seconds(1);
+    assert_eq!(
+        store.prune_nonces(after).await.unwrap(),
+        4,
+        "logged, fresh, gone and brief had expired"
+    );
+    let recorded: Vec<i64> = store
+        .recorded_nonces(after)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(digest, _)| digest)
+        .collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(recorded.contains(&digest("kept")) && recorded.contains(&digest("late")));
+}
+
 async fn a_nonce_is_claimed_once_per_window(store: &Store) {
     let key = AccessKeyId::parse("AKALICE").unwrap();
     let later = NOW + time::Duration::minutes(30);
@@ -1087,6 +1145,7 @@ store_suite!(
     replacing_the_catalog_keeps_custom_images,
     a_nonce_is_claimed_once_per_window,
     recorded_nonces_come_back_whole_range_by_range,
+    recorded_claims_are_refused_by_the_record_and_come_back_with_the_index,
     a_batch_of_nonce_claims_reports_each_claim,
     access_keys_are_found_with_their_account,
 );
