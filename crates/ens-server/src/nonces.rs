@@ -232,6 +232,8 @@ impl NonceLedger {
                         recorded = recorded.len(),
                         "too many unexpired nonces on record to decide claims in memory: the record decides each"
                     );
+                    // The record decides against its keyed table, which must hold the log.
+                    self.store.fold_nonce_log().await?;
                     return Ok::<_, StoreError>(false);
                 }
                 for (digest, expires_at) in recorded {

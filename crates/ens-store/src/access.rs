@@ -55,16 +55,13 @@ impl Store {
     /// that won; a concurrent claim of the same nonce on another replica waits for this one
     /// and then finds a live row.
     ///
-    /// On SQLite the claims logged by [`Self::log_nonce_batch`] are folded in first, so that
-    /// the record decides against every claim it holds.
+    /// On SQLite it decides against the keyed table only: the claims logged by
+    /// [`Self::log_nonce_batch`] count once [`Self::fold_nonce_log`] moved them there.
     pub(crate) async fn claim_nonce_batch(
         &self,
         claims: &[NonceClaim],
         now: OffsetDateTime,
     ) -> StoreResult<Vec<bool>> {
-        if self.dialect == Dialect::Sqlite {
-            self.fold_nonce_log().await?;
-        }
         let (with, pairs) = int_pairs(self.dialect);
         let sql = format!(
             "{with}INSERT INTO used_nonces (digest, expires_at) {pairs} WHERE true \
@@ -141,8 +138,12 @@ impl Store {
         session.commit().await
     }
 
-    /// Moves the logged claims into `used_nonces`, each digest with its latest expiry.
-    async fn fold_nonce_log(&self) -> StoreResult<()> {
+    /// See [`crate::RequestStore::fold_nonce_log`]: moves the logged claims into
+    /// `used_nonces`, each digest with its latest expiry.
+    pub(crate) async fn fold_nonce_log(&self) -> StoreResult<()> {
+        if self.dialect != Dialect::Sqlite {
+            return Ok(());
+        }
         let mut session = self.session(Access::Nonces).await?;
         session
             .execute(
@@ -157,7 +158,8 @@ impl Store {
     }
 
     /// See [`crate::RequestStore::nonce_in_use`]. On SQLite the log is searched too, row by
-    /// row: this only runs while the record cannot be written, when it cannot be folded.
+    /// row: this only runs while the record cannot be written, and the log is empty then
+    /// unless the server's index holds its claims.
     pub(crate) async fn nonce_on_record(&self, claim: &NonceClaim, now: OffsetDateTime) -> StoreResult<bool> {
         let mut session = self.session(Access::Nonces).await?;
         let params = [

@@ -409,6 +409,13 @@ pub trait RequestStore: Send + Sync + 'static {
         self.store().log_nonce_batch(claims).await
     }
 
+    /// Moves the claims [`Self::record_nonces`] logged to where [`Self::claim_nonces`] looks:
+    /// what a server must do before it lets the record decide claims its index does not
+    /// hold. The server's index holds whatever it logged itself, so only a start needs it.
+    async fn fold_nonce_log(&self) -> StoreResult<()> {
+        self.store().fold_nonce_log().await
+    }
+
     /// Whether `claim`'s nonce is on record and unexpired at `now`, without writing: how
     /// replay protection goes on while the record cannot be written.
     async fn nonce_in_use(&self, claim: &NonceClaim, now: OffsetDateTime) -> StoreResult<bool> {

@@ -426,8 +426,8 @@ async fn recorded_nonces_come_back_whole_range_by_range(store: &Store) {
 }
 
 /// Claims the server decided itself and only recorded count like any other: a server
-/// loading its index gets them back, the record deciding a claim refuses their replay, and
-/// pruning keeps those still in their window.
+/// loading its index gets them back, the record deciding a claim refuses their replay once
+/// they are folded in, and pruning keeps those still in their window.
 async fn recorded_claims_are_refused_by_the_record_and_come_back_with_the_index(store: &Store) {
     let key = AccessKeyId::parse("AKLOG").unwrap();
     let nonce = |nonce: &str, expires_at: OffsetDateTime| NonceClaim {
@@ -451,6 +451,7 @@ async fn recorded_claims_are_refused_by_the_record_and_come_back_with_the_index(
     assert!(!recorded.contains_key(&digest("gone")), "expired at NOW");
     assert!(store.nonce_in_use(&nonce("logged", later), NOW).await.unwrap());
     assert!(!store.nonce_in_use(&nonce("gone", later), NOW).await.unwrap());
+    store.fold_nonce_log().await.unwrap();
     assert_eq!(
         store
             .claim_nonces(&[nonce("logged", later), nonce("fresh", later)], NOW)
