@@ -128,8 +128,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// A request ID in the cloud's shape, an upper-case UUID, written on the stack: a request
-/// costs no allocation and no system call for it (the bytes come from the thread's
-/// generator, seeded from the system once).
+/// costs no allocation for it, and no system call (the bytes come from the thread's
+/// generator, which the system reseeds only now and then).
 struct RequestId([u8; uuid::fmt::Hyphenated::LENGTH]);
 
 impl RequestId {
