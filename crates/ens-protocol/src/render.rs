@@ -49,7 +49,7 @@ pub enum Value<'a> {
     /// A JSON string of decimal digits: sizes and counters the SDK models declare as
     /// strings, written without a formatted copy.
     Digits(u64),
-    /// A JSON string holding a time in the API's format (see [`format_time`]).
+    /// A JSON string holding a time in the API's format: UTC, `YYYY-MM-DDThh:mm:ssZ`.
     Time(time::OffsetDateTime),
     /// A JSON integer.
     Int(i64),
