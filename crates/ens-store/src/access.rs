@@ -110,13 +110,12 @@ impl Store {
     }
 
     /// See [`crate::RequestStore::record_nonces`]. PostgreSQL keeps no log: there the claims
-    /// are recorded as [`Self::claim_nonce_batch`] records them.
+    /// are written as [`Self::claim_nonce_batch`] writes them, decided as if at the end of
+    /// time, so that each replaces any row of its nonce (the server decided them already).
     pub(crate) async fn log_nonce_batch(&self, claims: &[NonceClaim]) -> StoreResult<()> {
         if self.dialect != Dialect::Sqlite {
-            return self
-                .claim_nonce_batch(claims, OffsetDateTime::UNIX_EPOCH)
-                .await
-                .map(drop);
+            let decided = time::PrimitiveDateTime::MAX.assume_utc();
+            return self.claim_nonce_batch(claims, decided).await.map(drop);
         }
         let (with, pairs) = int_pairs(self.dialect);
         let sql = format!("{with}INSERT INTO nonce_log (digest, expires_at) {pairs}");

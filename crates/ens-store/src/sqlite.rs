@@ -48,7 +48,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `nonce_log` holds the claims the server decided in memory, appended in claim order: each
 /// write adds to the end of one tree, where a write to `used_nonces` lands anywhere in two
 /// (about five times the cost per claim). It is read whole only when the server loads its
-/// index, and folded into `used_nonces` before the record decides a claim itself.
+/// index, and folded into `used_nonces` when a start leaves the record to decide claims.
 const NONCE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS used_nonces (
     digest      INTEGER PRIMARY KEY,
     expires_at  INTEGER NOT NULL

@@ -482,6 +482,12 @@ async fn recorded_claims_are_refused_by_the_record_and_come_back_with_the_index(
         .collect();
     assert_eq!(recorded.len(), 2, "{recorded:?}");
     assert!(recorded.contains(&digest("kept")) && recorded.contains(&digest("late")));
+    // A nonce recorded again once its claim expired is kept with its new expiry.
+    store.record_nonces(&[nonce("again", NOW)]).await.unwrap();
+    store.record_nonces(&[nonce("again", much_later)]).await.unwrap();
+    let recorded: std::collections::HashMap<i64, i64> =
+        store.recorded_nonces(after).await.unwrap().into_iter().collect();
+    assert_eq!(recorded.get(&digest("again")), Some(&much_later.unix_timestamp()));
 }
 
 async fn a_nonce_is_claimed_once_per_window(store: &Store) {
