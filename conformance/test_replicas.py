@@ -6,6 +6,7 @@ Without it, every test here is skipped and says why.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -192,6 +193,30 @@ def test_a_nonce_used_on_one_replica_is_refused_on_the_other(cluster, monkeypatc
     d = make_flavor("tea_v2", first.host, cluster.ak, cluster.secret)
     error = d.describe_error()
     assert error.code == "SignatureNonceUsed"
+
+
+def test_a_key_held_by_a_replica_is_refused_at_once_when_disabled_elsewhere(cluster):
+    # A replica checks a signature with the key as it holds it while the nonce claim goes to
+    # the database, then confirms the key: a key disabled or deleted through another
+    # process must be refused by the very next call, held or not.
+    first, second = cluster.start()
+    account = _root_account(cluster)
+    key = json.loads(cluster.admin("key", "create", "--account", account))
+    held = make_flavor("tea_v3", second.host, key["AccessKeyId"], key["AccessKeySecret"])
+    other = make_flavor("core", first.host, key["AccessKeyId"], key["AccessKeySecret"])
+    for _ in range(3):
+        assert held.describe()["TotalCount"] > 0
+    for round_ in range(3):
+        cluster.admin("key", "disable", key["AccessKeyId"])
+        for api in (held, other):
+            error = api.describe_error()
+            assert (error.code, error.status) == ("InvalidAccessKeyId.Inactive", 400), round_
+        cluster.admin("key", "enable", key["AccessKeyId"])
+        assert held.describe()["TotalCount"] > 0
+        assert other.describe()["TotalCount"] > 0
+    cluster.admin("key", "delete", key["AccessKeyId"])
+    error = held.describe_error()
+    assert (error.code, error.status) == ("InvalidAccessKeyId.NotFound", 404)
 
 
 def test_throttling_holds_across_replicas(cluster):

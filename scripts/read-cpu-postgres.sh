@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU per request of one read scenario on PostgreSQL, split between the server and the
 # database: serves a generated K = 1 000 store on a fresh database, drives it for 5 s with
-# ens-bench load (64 connections) and reads both sides' CPU time from /proc.
+# ens-bench load (64 connections) and reads both sides' CPU time from /proc, and the
+# database's commits from pg_stat_database.
 #
 #   scripts/read-cpu-postgres.sh ENS_IMAGES_BINARY [SCENARIO]
 #
@@ -55,14 +56,24 @@ database_ticks() {
     echo "$total"
 }
 
+commits() {
+    psql -h 127.0.0.1 -U postgres -d "$database" -Atc \
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+}
+
 load 2 >/dev/null
 server_before=$(ticks "$server")
 database_before=$(database_ticks)
+commits_before=$(commits)
 line=$(load 5 | grep "^| $scenario ")
 server_after=$(ticks "$server")
 database_after=$(database_ticks)
+# The statistics reach pg_stat_database within a second of each commit.
+sleep 1
+commits_after=$(commits)
 requests=$(echo "$line" | awk -F'|' '{ gsub(/ /, "", $3); print $3 }')
 per_tick=$((1000000 / $(getconf CLK_TCK)))
 echo "$line"
 echo "server CPU per request: $(((server_after - server_before) * per_tick / requests)) µs"
 echo "PostgreSQL CPU per request: $(((database_after - database_before) * per_tick / requests)) µs"
+echo "PostgreSQL commits per 100 requests: $(((commits_after - commits_before) * 100 / requests))"

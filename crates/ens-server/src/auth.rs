@@ -2,7 +2,7 @@
 
 use ens_domain::{AccessKeyId, AccessKeyStatus, Principal, MAX_ACCESS_KEY_ID_CHARS};
 use ens_protocol::{ApiError, Credentials, ErrorCode};
-use ens_store::NonceClaim;
+use ens_store::{NonceClaim, StoredAccessKey};
 use time::OffsetDateTime;
 
 use crate::error::ServerError;
@@ -25,6 +25,10 @@ pub struct Verified {
     pub caller: Caller,
     /// The claim of its SignatureNonce.
     pub claim: NonceClaim,
+    /// The key checked, when it was read as the replica held it, before the request was
+    /// known to be current ([`ens_store::RequestStore::access_key_to_confirm`]): [`claim_nonce`]
+    /// confirms it.
+    unconfirmed_key: Option<StoredAccessKey>,
 }
 
 /// Refuses STS tokens first (none is ever valid here), then runs the checks in the
@@ -39,7 +43,6 @@ pub async fn verify(
     if credentials.has_security_token {
         return Err(ApiError::new(ErrorCode::InvalidSecurityTokenMalformed).into());
     }
-    let not_found = || ApiError::new(ErrorCode::InvalidAccessKeyIdNotFound);
     // Checked before anything is looked up or stored: no key has such an ID.
     let key_id = AccessKeyId::parse(&credentials.access_key_id).map_err(|_| {
         ApiError::with_message(
@@ -51,12 +54,46 @@ pub async fn verify(
             ),
         )
     })?;
-    let key = state.store.access_key(&key_id).await?.ok_or_else(not_found)?;
+    let (key, unconfirmed_key) = match state.store.access_key_to_confirm(&key_id) {
+        Some(held) => (held.clone(), Some(held)),
+        None => (current_key(state, &key_id).await?, None),
+    };
+    check_key(state, credentials, &key, now)?;
+    Ok(Verified {
+        claim: NonceClaim {
+            key: key_id,
+            nonce: credentials.nonce.clone(),
+            expires_at: now + state.config.nonce_window,
+        },
+        caller: Caller {
+            principal: key.principal,
+            access_key_id: key.id,
+        },
+        unconfirmed_key,
+    })
+}
+
+/// The key `id` as the store has it now.
+async fn current_key(state: &AppState, id: &AccessKeyId) -> Result<StoredAccessKey, ServerError> {
+    Ok(state
+        .store
+        .access_key(id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidAccessKeyIdNotFound))?)
+}
+
+/// Whether `key` may sign this call and did: status, signature, timestamp.
+fn check_key(
+    state: &AppState,
+    credentials: &Credentials,
+    key: &StoredAccessKey,
+    now: OffsetDateTime,
+) -> Result<(), ServerError> {
     if key.status == AccessKeyStatus::Inactive {
         return Err(ApiError::new(ErrorCode::InvalidAccessKeyIdInactive).into());
     }
     let secret = state.master_key.open(&key.secret).map_err(|error| {
-        tracing::error!(access_key_id = %key_id, %error, "stored secret cannot be opened");
+        tracing::error!(access_key_id = %key.id, %error, "stored secret cannot be opened");
         ApiError::new(ErrorCode::InternalError)
     })?;
     credentials.verify(&secret)?;
@@ -73,31 +110,35 @@ pub async fn verify(
             .into());
         }
     }
-    Ok(Verified {
-        claim: NonceClaim {
-            key: key_id.clone(),
-            nonce: credentials.nonce.clone(),
-            expires_at: now + state.config.nonce_window,
-        },
-        caller: Caller {
-            principal: key.principal,
-            access_key_id: key_id,
-        },
-    })
+    Ok(())
 }
 
-/// Claims a verified call's nonce: the last check of authentication.
+/// Claims a verified call's nonce, the last check of authentication, and confirms a key
+/// read before the request was known to be current: a key changed meanwhile (disabled,
+/// deleted, replaced) is checked again as it is now, and refused as it would have been.
 ///
 /// # Errors
-/// `SignatureNonce.Used` for a replay; a store failure as the wire error it maps to.
+/// `SignatureNonce.Used` for a replay; what [`verify`] returns for a key changed meanwhile;
+/// a store failure as the wire error it maps to.
 pub async fn claim_nonce(
     state: &AppState,
-    claim: NonceClaim,
+    verified: Verified,
+    credentials: &Credentials,
     now: OffsetDateTime,
-) -> Result<(), ServerError> {
+) -> Result<Caller, ServerError> {
     // A failed claim is a store failure like any other (ServerError maps it to the wire).
-    if !state.nonces.claim(claim, now).await? {
+    if !state.nonces.claim(verified.claim, now).await? {
         return Err(ApiError::new(ErrorCode::SignatureNonceUsed).into());
     }
-    Ok(())
+    let Some(checked) = verified.unconfirmed_key else {
+        return Ok(verified.caller);
+    };
+    let key = current_key(state, &checked.id).await?;
+    if key != checked {
+        check_key(state, credentials, &key, now)?;
+    }
+    Ok(Caller {
+        principal: key.principal,
+        access_key_id: key.id,
+    })
 }

@@ -272,8 +272,7 @@ async fn run(
                 return Err(ApiError::new(ErrorCode::ThrottlingUser).into());
             }
         }
-        claim_nonce(state, verified.claim, now).await?;
-        let authenticated = verified.caller;
+        let authenticated = claim_nonce(state, verified, &call.credentials, now).await?;
         caller = Some(authenticated.clone());
         // Faults set through the control API hit signed calls only, as the cloud's own do.
         let facts = crate::faults::CallFacts::of(&call, operation.action(), &authenticated);

@@ -63,11 +63,23 @@ impl Store {
         now: OffsetDateTime,
     ) -> StoreResult<Vec<bool>> {
         let (with, pairs) = int_pairs(self.dialect);
-        let sql = format!(
-            "{with}INSERT INTO used_nonces (digest, expires_at) {pairs} WHERE true \
-             ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE used_nonces.expires_at <= $3 RETURNING digest"
-        );
+        let claim = |with: &str, pairs: &str| {
+            format!(
+                "{with}INSERT INTO used_nonces (digest, expires_at) {pairs} WHERE true \
+                 ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE used_nonces.expires_at <= $3 RETURNING digest"
+            )
+        };
+        let sql = claim(with, pairs);
+        // The first statement carries the read model's marker: it commits after every
+        // request of the batch arrived, which is all a marker needs (see `Markers`).
+        let mut marker = self.read_model.statement_marker().map(|(channel, payload)| {
+            let sql = claim(
+                "WITH marker AS MATERIALIZED (SELECT pg_notify($4, $5)) ",
+                &format!("{pairs}, marker"),
+            );
+            (sql, channel, payload)
+        });
         let mut won = Vec::with_capacity(claims.len());
         let mut session = self.session(Access::Nonces).await?;
         for chunk in claims.chunks(NONCE_CLAIMS_PER_STATEMENT) {
@@ -87,14 +99,19 @@ impl Store {
                     (digest, first)
                 })
                 .collect();
-            let params = [
+            let marked = marker.take();
+            let mut params = vec![
                 Param::Ints(&digests),
                 Param::Ints(&expiries),
                 now.unix_timestamp().into(),
             ];
+            if let Some((_, channel, payload)) = &marked {
+                params.extend::<[Param<'_>; 2]>([(*channel).into(), payload.as_str().into()]);
+            }
+            let statement = marked.as_ref().map_or(&sql, |(sql, _, _)| sql);
             let mut attempt = 0;
             let claimed: HashSet<i64> = loop {
-                match session.ints(&sql, &params).await {
+                match session.ints(statement, &params).await {
                     Err(StoreError::Contended(_)) if attempt < crate::CONFLICT_RETRIES => attempt += 1,
                     other => break other?.into_iter().collect(),
                 }

@@ -55,7 +55,7 @@ pub use state::{AccountState, ImportScope, StateImage, StateKey, StateSnapshot, 
 pub use transfers::{ImageFile, TransferEnd, TransferJob, TransferKind, TransferRecord};
 
 /// An AccessKey as verification needs it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredAccessKey {
     /// The key's public ID.
     pub id: AccessKeyId,

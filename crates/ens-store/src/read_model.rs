@@ -39,16 +39,42 @@ use crate::{StoreResult, StoredAccessKey};
 /// The PostgreSQL notification channel changes are announced on.
 const CHANNEL: &str = "ens_images_changes";
 
+/// How far the request running in a task knows the model to be current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// Nothing checked yet.
+    Unchecked,
+    /// The model of `origin` holds every change committed before the request arrived once
+    /// its listener has received `marker` (see [`Markers`]), which is not known yet: taken
+    /// when a read first looked at the model without waiting ([`ReadModel::key_to_confirm`]).
+    Since { origin: u64, marker: u64 },
+    /// A read found every change committed before the request arrived taken in.
+    Current,
+}
+
 tokio::task_local! {
-    /// Whether a read of the request running in this task already waited for its marker.
-    static REQUEST_IS_CURRENT: Cell<bool>;
+    static REQUEST_FRESHNESS: Cell<Freshness>;
 }
 
 /// Runs `request` (one API call) so that its reads share one freshness check: once one of
 /// them has every change committed before the request arrived (a marker, see [`Markers`], or
 /// a look at the SQLite changes file), so have the others, which then check nothing.
 pub async fn as_one_request<F: std::future::Future>(request: F) -> F::Output {
-    REQUEST_IS_CURRENT.scope(Cell::new(false), request).await
+    REQUEST_FRESHNESS
+        .scope(Cell::new(Freshness::Unchecked), request)
+        .await
+}
+
+/// The request's freshness; `Unchecked` outside a request scope.
+fn request_freshness() -> Freshness {
+    REQUEST_FRESHNESS
+        .try_with(Cell::get)
+        .unwrap_or(Freshness::Unchecked)
+}
+
+fn set_request_freshness(freshness: Freshness) {
+    // Nothing to record outside a request scope: each read then checks for itself.
+    let _ = REQUEST_FRESHNESS.try_with(|cell| cell.set(freshness));
 }
 
 /// Longest a read waits for its marker (see [`Markers`]) before it goes to the store.
@@ -216,7 +242,13 @@ enum Feed {
 /// How a PostgreSQL replica knows it has every change committed before a read began:
 /// PostgreSQL delivers notifications in commit order, so once a listener receives a marker
 /// of its own, sent after the read began, it has received every change committed before
-/// that. Reads waiting at once share one marker.
+/// that. Markers are numbered in the order their sending begins, so any marker numbered
+/// above the last one begun when the read began will do, whichever arrives first.
+///
+/// Most markers ride on a statement the replica sends anyway: each batch of nonce claims
+/// carries one ([`ReadModel::statement_marker`]), and a request that looked at the model
+/// before its claim ([`ReadModel::key_to_confirm`]) waits for that one. Reads that find no
+/// such marker on its way wake a sender of markers alone; reads waiting at once share one.
 struct Markers {
     /// Whether the listener listens; the model is unused otherwise.
     live: AtomicBool,
@@ -285,41 +317,81 @@ impl ReadModel {
         model
     }
 
-    /// Whether the model may answer a read beginning now, once it holds every change
-    /// committed before: on SQLite, after taking in other processes' changes; on
-    /// PostgreSQL, once the listener received a marker sent after this call began (see
-    /// [`Markers`]), which it waits for, at most [`MARKER_PATIENCE`]. `false` sends the read
-    /// to the store.
+    /// Whether the model may answer a read of the current request, once it holds every change
+    /// committed before the request arrived: on SQLite, after taking in other processes'
+    /// changes; on PostgreSQL, once the listener received a marker sent after the request
+    /// arrived (see [`Markers`]), which it waits for, at most [`MARKER_PATIENCE`]. Outside a
+    /// request scope, the request is this call. `false` sends the read to the store.
     pub(crate) async fn ready(&self) -> bool {
+        let freshness = request_freshness();
+        if freshness == Freshness::Current {
+            return true;
+        }
         let Feed::Postgres(markers) = &self.feed else {
             // One look at the changes file per request: its later reads began after it.
-            if REQUEST_IS_CURRENT.try_with(Cell::get).unwrap_or(false) {
-                return true;
-            }
             let usable = self.usable_now();
             if usable {
-                let _ = REQUEST_IS_CURRENT.try_with(|flag| flag.set(true));
+                set_request_freshness(Freshness::Current);
             }
             return usable;
         };
         if !markers.live.load(Ordering::Acquire) {
             return false;
         }
-        if REQUEST_IS_CURRENT.try_with(Cell::get).unwrap_or(false) {
-            return true;
-        }
-        // A marker whose sending begins after this load is sent after the read began.
-        let marker = markers.started.load(Ordering::Acquire) + 1;
-        markers.wanted.fetch_max(marker, Ordering::AcqRel);
-        markers.wake.notify_one();
+        let marker = match freshness {
+            Freshness::Since { origin, marker } if origin == self.origin => marker,
+            // A marker whose sending begins after this load is sent after the read began.
+            _ => markers.started.load(Ordering::Acquire) + 1,
+        };
         let mut received = markers.received.subscribe();
+        if *received.borrow_and_update() < marker {
+            // Usually a nonce claim carrying a marker (see `Self::statement_marker`) is being
+            // written already, and the sender finds nothing to send.
+            markers.wanted.fetch_max(marker, Ordering::AcqRel);
+            markers.wake.notify_one();
+        }
         let arrived = tokio::time::timeout(MARKER_PATIENCE, received.wait_for(|last| *last >= marker)).await;
         let current = matches!(arrived, Ok(Ok(_))) && markers.live.load(Ordering::Acquire);
         if current {
-            // Nothing to do outside a request scope: each read then waits for its own marker.
-            let _ = REQUEST_IS_CURRENT.try_with(|flag| flag.set(true));
+            set_request_freshness(Freshness::Current);
         }
         current
+    }
+
+    /// The access key `id` as held, without waiting to know the model current: for a
+    /// PostgreSQL replica, where knowing costs a marker's round trip, so that a request
+    /// checks its signature with it while its nonce claim carries the marker. The caller
+    /// must confirm it with a read made after the claim, which then waits for nothing more
+    /// (see [`Freshness::Since`]). `None` where the model is not in use, or where a
+    /// confirmed read costs no more (SQLite).
+    pub(crate) fn key_to_confirm(&self, id: &AccessKeyId) -> Option<StoredAccessKey> {
+        let Feed::Postgres(markers) = &self.feed else {
+            return None;
+        };
+        if !markers.live.load(Ordering::Acquire) {
+            return None;
+        }
+        if request_freshness() == Freshness::Unchecked {
+            set_request_freshness(Freshness::Since {
+                origin: self.origin,
+                marker: markers.started.load(Ordering::Acquire) + 1,
+            });
+        }
+        self.key(id)
+    }
+
+    /// A marker for a statement this store is about to send to PostgreSQL, as
+    /// `(channel, payload)` for `pg_notify`: every request's nonce claim carries one, so
+    /// that a busy replica sends no marker of its own. `None` where the model is not in use.
+    pub(crate) fn statement_marker(&self) -> Option<(&'static str, String)> {
+        let Feed::Postgres(markers) = &self.feed else {
+            return None;
+        };
+        if !markers.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let marker = markers.started.fetch_add(1, Ordering::AcqRel) + 1;
+        Some((CHANNEL, marker_payload(self.origin, marker)))
     }
 
     /// [`Self::ready`] where no wait is needed (SQLite); on PostgreSQL, whether it listens.
@@ -596,6 +668,11 @@ fn payload(origin: u64, changes: &[Change]) -> String {
     text
 }
 
+/// `origin\n#marker`: a marker of that origin (see [`Markers`]).
+fn marker_payload(origin: u64, marker: u64) -> String {
+    format!("{origin:x}\n#{marker}")
+}
+
 /// What a notification on [`CHANNEL`] carries.
 #[derive(Debug, PartialEq, Eq)]
 enum Notification {
@@ -647,7 +724,7 @@ async fn send_markers(
                 None
             } else {
                 let marker = markers.started.fetch_add(1, Ordering::AcqRel) + 1;
-                Some((marker, format!("{:x}\n#{marker}", strong.origin)))
+                Some((marker, marker_payload(strong.origin, marker)))
             }
         };
         let Some((marker, payload)) = payload else {
@@ -939,6 +1016,52 @@ mod tests {
         );
         assert_eq!(parse_payload("2a\n#17"), Some((42, Notification::Marker(17))));
         assert_eq!(parse_payload("not hex"), None);
+    }
+
+    /// A request that looked at the model before its nonce claim ([`ReadModel::key_to_confirm`])
+    /// waits for a marker numbered from that look: the claim's own, or any later one, and
+    /// not one begun before it.
+    #[tokio::test]
+    async fn a_request_that_looked_before_its_claim_waits_for_a_marker_begun_after_the_look() {
+        let model = ReadModel::for_postgres();
+        let Feed::Postgres(markers) = &model.feed else {
+            panic!("a PostgreSQL model has markers");
+        };
+        markers.live.store(true, Ordering::Release);
+        // Marker 4 has begun before the request and is still on its way.
+        markers.started.store(4, Ordering::Release);
+        markers.received.send_replace(3);
+        let key = AccessKeyId::parse("AKALICE").unwrap();
+        as_one_request(async {
+            assert!(model.key_to_confirm(&key).is_none(), "nothing is held");
+            let (channel, claims_marker) = model.statement_marker().unwrap();
+            assert_eq!(channel, CHANNEL);
+            assert_eq!(
+                parse_payload(&claims_marker),
+                Some((model.origin, Notification::Marker(5)))
+            );
+            let ready = model.ready();
+            tokio::pin!(ready);
+            model.receive(&marker_payload(model.origin, 4));
+            let early = tokio::time::timeout(Duration::from_millis(50), &mut ready).await;
+            assert!(early.is_err(), "a marker begun before the look does not do");
+            model.receive(&claims_marker);
+            assert!(ready.await);
+            assert_eq!(request_freshness(), Freshness::Current);
+        })
+        .await;
+        // The claim carried the marker: nobody asked the sender for one.
+        assert!(markers.wanted.load(Ordering::Acquire) <= markers.started.load(Ordering::Acquire));
+        as_one_request(async {
+            model.key_to_confirm(&key);
+            let (_, first) = model.statement_marker().unwrap();
+            let (_, later) = model.statement_marker().unwrap();
+            // Claims commit in any order: a later marker arriving first does as well.
+            model.receive(&later);
+            assert!(model.ready().await);
+            model.receive(&first);
+        })
+        .await;
     }
 
     fn listing(size: usize) -> Listing {

@@ -394,6 +394,15 @@ pub trait RequestStore: Send + Sync + 'static {
         })
     }
 
+    /// The key `id` as this replica holds it, when confirming it after the request's nonce
+    /// claim costs less than reading it current now (PostgreSQL, where being current takes
+    /// a marker's round trip and the claim carries one): the caller checks the signature with
+    /// it, claims the nonce, then confirms it with [`Self::access_key`], which waits for
+    /// nothing more. `None`: read it with [`Self::access_key`] now.
+    fn access_key_to_confirm(&self, id: &AccessKeyId) -> Option<StoredAccessKey> {
+        self.store().read_model.key_to_confirm(id)
+    }
+
     /// Records each claimed nonce as used with its key until its `expires_at`, all in one
     /// round trip: the server gathers the claims of concurrent requests into one call.
     /// Returns, in order, whether each claim won; `false` means the nonce was already

@@ -1255,7 +1255,7 @@ async fn a_postgresql_store_is_backed_up_by_pg_dump() {
 mod postgres_replicas {
     use std::sync::Arc;
 
-    use ens_domain::{AccessKeyId, ImageError, ImageStatus};
+    use ens_domain::{AccessKeyId, AccessKeyStatus, ImageError, ImageStatus};
     use ens_store::{AdminStore, NewImage, RequestStore, Store, StoreError};
 
     use super::claim;
@@ -1316,6 +1316,78 @@ mod postgres_replicas {
             .await;
             assert_eq!(claims.iter().filter(|won| **won).count(), 1, "round {round}");
         }
+    }
+
+    /// A request on a replica may check a signature with the key as the replica holds it
+    /// (`access_key_to_confirm`) while its nonce claim carries the read model's marker; the
+    /// key read after the claim must then show what was committed before the claim, here a
+    /// key disabled through the other replica.
+    async fn a_key_read_before_the_claim_is_confirmed_after_it(one: &Store, other: &Store) {
+        seeded(one).await;
+        let key = AccessKeyId::parse("AKALICE").unwrap();
+        let later = NOW + time::Duration::minutes(30);
+        // The replica holds the key once its listener listens and a read loaded it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while other.access_key_to_confirm(&key).is_none() {
+            assert!(std::time::Instant::now() < deadline, "the key was never held");
+            assert!(other.access_key(&key).await.unwrap().is_some());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for (round, status) in [AccessKeyStatus::Inactive, AccessKeyStatus::Active]
+            .into_iter()
+            .enumerate()
+        {
+            ens_store::as_one_request(async {
+                let held = other.access_key_to_confirm(&key).unwrap();
+                assert_ne!(held.status, status, "round {round}");
+                one.set_access_key_status(&key, status).await.unwrap();
+                assert!(claim(other, &key, &format!("confirm-{round}"), NOW, later).await);
+                let current = other.access_key(&key).await.unwrap().unwrap();
+                assert_eq!(current.status, status, "round {round}");
+            })
+            .await;
+        }
+    }
+
+    /// Every batch of nonce claims carries a marker of the read model, so that the reads of
+    /// a busy replica need no marker of their own (no read is made here, so no marker has
+    /// any other source).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: scripts/test.sh runs it when ENS_IMAGES_TEST_DATABASE_URL is set"]
+    async fn nonce_claims_carry_the_read_models_markers() {
+        let database = PgDatabase::create().await;
+        let pool = sqlx::PgPool::connect_with(database.options.clone())
+            .await
+            .unwrap();
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+        listener.listen("ens_images_changes").await.unwrap();
+        let key = AccessKeyId::parse("AKALICE").unwrap();
+        let later = NOW + time::Duration::minutes(30);
+        let marker = |payload: &str| {
+            let (origin, number) = payload.split_once("\n#").unwrap();
+            (origin.to_owned(), number.parse::<u64>().unwrap())
+        };
+        // The store's own listener starts in the background; until it listens, claims carry
+        // no marker.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut round = 0;
+        let (origin, first) = loop {
+            assert!(claim(&database.store, &key, &format!("n{round}"), NOW, later).await);
+            round += 1;
+            let received = tokio::time::timeout(std::time::Duration::from_millis(100), listener.recv()).await;
+            match received {
+                Ok(notification) => break marker(notification.unwrap().payload()),
+                Err(_) => assert!(std::time::Instant::now() < deadline, "no claim carried a marker"),
+            }
+        };
+        for next in 1..=3 {
+            assert!(claim(&database.store, &key, &format!("next-{next}"), NOW, later).await);
+            let notification = listener.recv().await.unwrap();
+            assert_eq!(marker(notification.payload()), (origin.clone(), first + next));
+        }
+        drop(listener);
+        pool.close().await;
+        database.drop().await;
     }
 
     async fn concurrent_build_advances_move_each_image_once_per_step(one: &Store, other: &Store) {
@@ -1524,6 +1596,7 @@ mod postgres_replicas {
 
     replica_suite!(
         a_nonce_claimed_through_one_replica_is_refused_through_the_other,
+        a_key_read_before_the_claim_is_confirmed_after_it,
         concurrent_build_advances_move_each_image_once_per_step,
         a_delete_racing_a_share_never_leaves_a_share_on_a_deleted_image,
         replicas_starting_together_make_one_owner_and_load_one_catalog,
