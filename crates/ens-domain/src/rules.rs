@@ -43,12 +43,18 @@ pub enum ImageError {
     ExportRunning,
 }
 
-/// Only the owner may change a custom image; a share grants reading, not changing.
+/// Only the owner may change a custom image; a share grants reading, not changing. Takes the
+/// image's owner (`None`: a public image) alone, which is all the rule reads, so that a
+/// store can check it without loading the image.
 ///
 /// # Errors
 /// `PublicImage`, `NotOwner` (visible through a share) or `NotFound` (invisible).
-pub fn ensure_owner(image: &Image, caller: &AccountId, shared_with_caller: bool) -> Result<(), ImageError> {
-    match &image.owner {
+pub fn ensure_owner(
+    image_owner: Option<&AccountId>,
+    caller: &AccountId,
+    shared_with_caller: bool,
+) -> Result<(), ImageError> {
+    match image_owner {
         None => Err(ImageError::PublicImage),
         Some(owner) if owner == caller => Ok(()),
         Some(_) if shared_with_caller => Err(ImageError::NotOwner),
@@ -142,11 +148,20 @@ mod tests {
         let alice = account("1001");
         let bob = account("1002");
         let own = image(Some("1001"), ImageStatus::Available);
-        assert_eq!(ensure_owner(&own, &alice, false), Ok(()));
-        assert_eq!(ensure_owner(&own, &bob, true), Err(ImageError::NotOwner));
-        assert_eq!(ensure_owner(&own, &bob, false), Err(ImageError::NotFound));
+        assert_eq!(ensure_owner(own.owner.as_ref(), &alice, false), Ok(()));
+        assert_eq!(
+            ensure_owner(own.owner.as_ref(), &bob, true),
+            Err(ImageError::NotOwner)
+        );
+        assert_eq!(
+            ensure_owner(own.owner.as_ref(), &bob, false),
+            Err(ImageError::NotFound)
+        );
         let public = image(None, ImageStatus::Available);
-        assert_eq!(ensure_owner(&public, &alice, false), Err(ImageError::PublicImage));
+        assert_eq!(
+            ensure_owner(public.owner.as_ref(), &alice, false),
+            Err(ImageError::PublicImage)
+        );
     }
 
     #[test]

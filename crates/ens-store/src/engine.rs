@@ -193,6 +193,28 @@ impl Dialect {
         }
     }
 
+    /// A JSON array, as text, of `item` over the rows of `rows` (a table and its condition)
+    /// in `order`; `[]` when there are none. How one row carries an image's nodes or disks,
+    /// so that a page and its images come back from one statement.
+    #[must_use]
+    pub fn json_array_of(self, item: &str, rows: &str, order: &str) -> String {
+        match self {
+            Self::Sqlite => format!("(SELECT json_group_array({item} ORDER BY {order}) FROM {rows})"),
+            Self::Postgres => {
+                format!("(SELECT COALESCE(json_agg({item} ORDER BY {order}), '[]')::text FROM {rows})")
+            }
+        }
+    }
+
+    /// A JSON array of `values`, an item for [`Self::json_array_of`].
+    #[must_use]
+    pub fn json_tuple(self, values: &str) -> String {
+        match self {
+            Self::Sqlite => format!("json_array({values})"),
+            Self::Postgres => format!("json_build_array({values})"),
+        }
+    }
+
     /// The statement taking transaction-scoped exclusive lock `$1` (an `i64` key), so that
     /// replicas starting together do a one-time job once; `None` where the write
     /// transaction is already exclusive (SQLite).

@@ -17,8 +17,8 @@ use ens_domain::{AccountId, BuildFailure, DiskDeviceMapping, Image, ImageError, 
 use crate::engine::{Access, Dialect, Lock, Param, Row, Session};
 use crate::read_model::{Listing, SharesOf};
 use crate::rows::{
-    account_from, format_time, image_from_row, millis, node_from, parse_time, to_i64, to_u64, ALL_NODES,
-    IMAGE_COLUMNS, SYSTEM_SCOPE,
+    account_from, corrupt, format_time, image_from_row, millis, node_from, parse_time, to_i64, to_u64,
+    ALL_NODES, IMAGE_COLUMNS, SYSTEM_SCOPE,
 };
 use crate::{NewImage, Store, StoreError, StoreResult};
 
@@ -327,8 +327,56 @@ impl Store {
             return Err(ImageError::NotFound.into());
         };
         let shared = is_shared_with(tx, seq, owner).await?;
-        ensure_owner(&image, owner, shared)?;
+        ensure_owner(image.owner.as_ref(), owner, shared)?;
         Ok((seq, image))
+    }
+
+    /// Runs `page`, a query whose rows are `(part, place, item)`, with the image whose `seq` is
+    /// `item` (disks included, every node or only the first) beside each row of a part other
+    /// than 0, in one statement: one round trip and one snapshot for a page, its totals and
+    /// its images, where the read model cannot answer. Returns the `(place, item)` of the rows
+    /// of part 0 and the images of the others in `(part, place)` order.
+    pub(crate) async fn page_with_images(
+        &self,
+        page: &str,
+        params: &[Param<'_>],
+        every_node: bool,
+    ) -> StoreResult<(Vec<(i64, i64)>, Vec<Image>)> {
+        let nodes = self.dialect.json_array_of(
+            "n.node_id",
+            &format!(
+                "image_nodes n WHERE n.image_seq = i.seq{}",
+                if every_node { "" } else { " AND n.position = 0" }
+            ),
+            "n.position",
+        );
+        let disks = self.dialect.json_array_of(
+            &self
+                .dialect
+                .json_tuple("d.disk_type, d.size_gib, d.format, d.file_id"),
+            "image_disks d WHERE d.image_seq = i.seq",
+            "d.position",
+        );
+        let sql = format!(
+            "WITH page (part, place, item) AS MATERIALIZED ({page}) \
+             SELECT page.part, page.place, page.item, {IMAGE_COLUMNS}, {nodes}, {disks} \
+             FROM page LEFT JOIN images i ON page.part <> 0 AND i.seq = page.item"
+        );
+        let mut tx = self.session(Access::ReadOne).await?;
+        let rows = tx.rows(&sql, params).await?;
+        let mut zero = Vec::new();
+        let mut images = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            let (part, place, item) = (row.int(0)?, row.int(1)?, row.int(2)?);
+            if part == 0 {
+                zero.push((place, item));
+            } else if row.maybe_int(3)?.is_some() {
+                let image = Row(row.0.split_off(3));
+                images.push(((part, place), full_image_from_row(image)?));
+            }
+        }
+        images.sort_unstable_by_key(|(order, _)| *order);
+        Ok((zero, images.into_iter().map(|(_, image)| image).collect()))
     }
 
     /// Loads images (disks included) for `seqs`, in that order, with every node or only the
@@ -525,6 +573,32 @@ fn every_node(images: Vec<Image>) -> Listing {
 
 /// Adds to `images` their nodes (rows of `image_seq, node_id`) and disks (rows of
 /// `image_seq, disk_type, size_gib, format, file_id`), each in row order.
+/// An image read with [`IMAGE_COLUMNS`], then its nodes and its disks as the JSON arrays
+/// [`Store::page_with_images`] selects.
+fn full_image_from_row(mut row: Row) -> StoreResult<Image> {
+    let parts = IMAGE_COLUMNS.split(',').count();
+    let (nodes, disks) = (row.text(parts)?, row.text(parts + 1)?);
+    let (_, mut image) = image_from_row(row)?;
+    let nodes: Vec<String> = serde_json::from_str(&nodes).map_err(corrupt)?;
+    image.nodes = nodes
+        .iter()
+        .map(|node| node_from(node))
+        .collect::<StoreResult<_>>()?;
+    let disks: Vec<(String, i64, String, String)> = serde_json::from_str(&disks).map_err(corrupt)?;
+    image.disk_device_mappings = disks
+        .into_iter()
+        .map(|(disk_type, size_gib, format, image_id)| {
+            Ok(DiskDeviceMapping {
+                disk_type,
+                size_gib: to_u64(size_gib, "disk size")?,
+                format,
+                image_id,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(image)
+}
+
 fn attach_parts(images: &mut HashMap<i64, Image>, nodes: Vec<Row>, disks: Vec<Row>) -> StoreResult<()> {
     for mut row in nodes {
         if let Some(image) = images.get_mut(&row.int(0)?) {

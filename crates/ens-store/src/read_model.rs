@@ -274,6 +274,8 @@ pub(crate) struct ReadModel {
     loading: tokio::sync::Mutex<()>,
     /// The PostgreSQL listener task, stopped with the store.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set by [`crate::Store::read_tables_only`]: the model answers nothing.
+    bypassed: AtomicBool,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -310,6 +312,7 @@ impl ReadModel {
             feed,
             loading: tokio::sync::Mutex::new(()),
             listener: Mutex::new(None),
+            bypassed: AtomicBool::new(false),
         };
         if let Feed::File(file) = &model.feed {
             file.start(model.origin);
@@ -323,6 +326,9 @@ impl ReadModel {
     /// arrived (see [`Markers`]), which it waits for, at most [`MARKER_PATIENCE`]. Outside a
     /// request scope, the request is this call. `false` sends the read to the store.
     pub(crate) async fn ready(&self) -> bool {
+        if self.bypassed.load(Ordering::Acquire) {
+            return false;
+        }
         let freshness = request_freshness();
         if freshness == Freshness::Current {
             return true;
@@ -368,7 +374,7 @@ impl ReadModel {
         let Feed::Postgres(markers) = &self.feed else {
             return None;
         };
-        if !markers.live.load(Ordering::Acquire) {
+        if !markers.live.load(Ordering::Acquire) || self.bypassed.load(Ordering::Acquire) {
             return None;
         }
         if request_freshness() == Freshness::Unchecked {
@@ -513,6 +519,11 @@ impl ReadModel {
             held.shares.clear();
         }
         held.shares.insert(owner.to_owned(), shares);
+    }
+
+    /// Answers nothing from now on (see [`crate::Store::read_tables_only`]).
+    pub(crate) fn bypass(&self) {
+        self.bypassed.store(true, Ordering::Release);
     }
 
     /// Serializes loads (see the field).

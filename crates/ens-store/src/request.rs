@@ -80,25 +80,22 @@ impl<'a> Conditions<'a> {
         self.clauses.push(make(self.values.len()));
     }
 
-    /// The total count and one page of `i.seq` in `order`.
-    async fn page(
-        mut self,
-        tx: &mut dyn Session,
-        order: &str,
-        page: PageRequest,
-    ) -> StoreResult<(Vec<i64>, u64)> {
-        let from = format!("FROM images i WHERE {}", self.clauses.join(" AND "));
-        let total = tx.count(&format!("SELECT COUNT(*) {from}"), &self.values).await?;
+    /// The query [`Store::page_with_images`] runs for one page of `i.seq` in `order`, with
+    /// its parameters: `(0, total, 0)`, then `(1, rank, seq)` for each image of the page.
+    fn page_query(mut self, order: &str, page: PageRequest) -> StoreResult<(String, Vec<Param<'a>>)> {
+        let matching = format!("FROM images i WHERE {}", self.clauses.join(" AND "));
         let next = self.values.len() + 1;
         self.values.extend::<[Param<'_>; 2]>([
             to_i64(page.limit(), "limit")?.into(),
             to_i64(page.offset(), "offset")?.into(),
         ]);
         let sql = format!(
-            "SELECT i.seq {from} ORDER BY {order} LIMIT ${next} OFFSET ${}",
+            "SELECT 0, COUNT(*), 0 {matching} UNION ALL \
+             SELECT 1, place, seq FROM (SELECT ROW_NUMBER() OVER (ORDER BY {order}) AS place, i.seq AS seq \
+             {matching} ORDER BY {order} LIMIT ${next} OFFSET ${}) ranked",
             next + 1
         );
-        Ok((tx.ints(&sql, &self.values).await?, total))
+        Ok((sql, self.values))
     }
 }
 
@@ -106,8 +103,9 @@ impl<'a> Conditions<'a> {
 /// statement, so one snapshot by itself. Listings are numbered densely from 0, so the page is
 /// a range of positions: the public listing's first, then the viewer's. Rows are
 /// `(0, public total, own total)`, then `(1, position, seq)` for public images and
-/// `(2, position, seq)` for the viewer's. The caller orders the rows (a handful), which costs
-/// less than a sort in SQL. The read model answers these pages; this is its fallback.
+/// `(2, position, seq)` for the viewer's, the query [`Store::page_with_images`] runs with the
+/// page's images, and orders (a handful of rows, less than a sort in SQL costs). The read
+/// model answers these pages; this is its fallback.
 const LISTING_PAGE: &str = "\
      SELECT 0, COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0), \
                COALESCE((SELECT count FROM listing_counts WHERE scope = $1 AND node_id = $2), 0) \
@@ -120,42 +118,35 @@ const LISTING_PAGE: &str = "\
         AND position >= $3 - COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0) \
         AND position < $3 + $4 - COALESCE((SELECT count FROM listing_counts WHERE scope = 'system' AND node_id = $2), 0)";
 
-/// Unfiltered DescribeImages: public images first, then the viewer's own and shared-in ones,
-/// each listing read by position (see [`LISTING_PAGE`]). Returns the page's sequence numbers
-/// in order and the total over both listings.
-async fn page_from_listings(tx: &mut dyn Session, query: &ImageQuery) -> StoreResult<(Vec<i64>, u64)> {
-    let node = query.node.as_ref().map_or(ALL_NODES, NodeId::as_str);
-    let rows = tx
-        .rows(
-            LISTING_PAGE,
-            &[
-                query.viewer.as_str().into(),
-                node.into(),
-                to_i64(query.page.offset(), "offset")?.into(),
-                to_i64(query.page.limit(), "limit")?.into(),
-            ],
-        )
-        .await?;
-    let (mut public_total, mut own_total) = (0, 0);
-    let mut page = Vec::with_capacity(rows.len());
-    for mut row in rows {
-        let (part, first, second) = (row.int(0)?, row.int(1)?, row.int(2)?);
-        if part == 0 {
-            (public_total, own_total) = (to_u64(first, "count")?, to_u64(second, "count")?);
-        } else {
-            page.push(((part, first), second));
-        }
-    }
-    page.sort_unstable_by_key(|(place, _)| *place);
-    Ok((
-        page.into_iter().map(|(_, seq)| seq).collect(),
-        public_total.saturating_add(own_total),
-    ))
+/// DescribeImageSharePermission where the read model cannot answer, in one statement: image
+/// `$1` as the ownership rule reads it, then one page of its shares with account `$3` (or
+/// any, NULL), oldest first. Rows are `(0, owner, NULL, share count, shared with caller
+/// $2)` for the image, if it exists, then `(1, account, created_at, rank, 0)` per share.
+const SHARES_PAGE: &str = "\
+     WITH target AS MATERIALIZED (SELECT seq, owner_id FROM images WHERE id = $1) \
+     SELECT 0, t.owner_id, NULL, \
+            (SELECT COUNT(*) FROM image_shares s WHERE s.image_seq = t.seq AND ($3 IS NULL OR s.account_id = $3)), \
+            CASE WHEN EXISTS (SELECT 1 FROM image_shares s WHERE s.image_seq = t.seq AND s.account_id = $2) \
+                 THEN 1 ELSE 0 END \
+       FROM target t \
+     UNION ALL \
+     SELECT 1, account_id, created_at, place, 0 FROM ( \
+       SELECT s.account_id, s.created_at, ROW_NUMBER() OVER (ORDER BY s.created_at, s.account_id) AS place \
+         FROM image_shares s JOIN target t ON s.image_seq = t.seq \
+        WHERE $3 IS NULL OR s.account_id = $3 \
+        ORDER BY s.created_at, s.account_id LIMIT $4 OFFSET $5) page";
+
+/// The TotalCount of a page from [`Store::page_with_images`]: the sum of its row of part 0
+/// (the two listings' totals for [`LISTING_PAGE`], the count and 0 for a filtered page).
+fn total_of(totals: &[(i64, i64)]) -> StoreResult<u64> {
+    let (first, second) = totals.first().copied().unwrap_or((0, 0));
+    to_u64(first.saturating_add(second), "count")
 }
 
-/// Filter path: an exact ID, name or snapshot narrows the candidates through an index, so the
-/// cost grows with the matches, not with the catalog.
-async fn page_from_filters(tx: &mut dyn Session, query: &ImageQuery) -> StoreResult<(Vec<i64>, u64)> {
+/// Filtered DescribeImages: an exact ID, name or snapshot narrows the candidates through an
+/// index, so the cost grows with the matches, not with the catalog. Returns the query of
+/// [`Store::page_with_images`] and its parameters.
+fn filtered_page(query: &ImageQuery) -> StoreResult<(String, Vec<Param<'_>>)> {
     let mut conditions = Conditions::new(
         "i.status = 'Available' AND (i.owner_id IS NULL OR i.owner_id = $1 OR EXISTS (SELECT 1 FROM image_shares s \
          WHERE s.image_seq = i.seq AND s.account_id = $1))",
@@ -175,9 +166,7 @@ async fn page_from_filters(tx: &mut dyn Session, query: &ImageQuery) -> StoreRes
             format!("EXISTS (SELECT 1 FROM image_nodes n WHERE n.image_seq = i.seq AND n.node_id = ${n})")
         });
     }
-    conditions
-        .page(tx, "(i.owner_id IS NOT NULL), i.seq", query.page)
-        .await
+    conditions.page_query("(i.owner_id IS NOT NULL), i.seq", query.page)
 }
 
 /// The images of `listing` matching the exact filters of `query` (at least one is set), in
@@ -910,7 +899,9 @@ pub trait RequestStore: Send + Sync + 'static {
                 .candidates(Field::Id, id.as_str())
                 .find(|image| image.id == *id);
             match found {
-                Some(image) => ensure_owner(image, owner, image.owner.as_ref() != Some(owner))?,
+                Some(image) => {
+                    ensure_owner(image.owner.as_ref(), owner, image.owner.as_ref() != Some(owner))?
+                }
                 None => {
                     let public = store.held_view(SYSTEM_SCOPE, View::PublicEveryNode).await?;
                     if public
@@ -936,37 +927,41 @@ pub trait RequestStore: Send + Sync + 'static {
                 request: page,
             });
         }
-        let mut tx = self.store().session(Access::Read).await?;
-        let (seq, _) = self.store().owned_image(&mut *tx, owner, id, None).await?;
         let filter = account.map(AccountId::as_str);
-        let total = tx
-            .count(
-                "SELECT COUNT(*) FROM image_shares WHERE image_seq = $1 AND ($2 IS NULL OR account_id = $2)",
-                &[seq.into(), filter.into()],
-            )
-            .await?;
+        let mut tx = self.store().session(Access::ReadOne).await?;
         let rows = tx
             .rows(
-                "SELECT account_id, created_at FROM image_shares WHERE image_seq = $1 AND ($2 IS NULL OR account_id = $2) \
-                 ORDER BY created_at, account_id LIMIT $3 OFFSET $4",
+                SHARES_PAGE,
                 &[
-                    seq.into(),
+                    id.as_str().into(),
+                    owner.as_str().into(),
                     filter.into(),
                     to_i64(page.limit(), "limit")?.into(),
                     to_i64(page.offset(), "offset")?.into(),
                 ],
             )
             .await?;
-        tx.commit().await?;
-        let items = rows
-            .into_iter()
-            .map(|mut row| {
-                Ok(ImageShare {
-                    account: account_from(&row.text(0)?)?,
-                    created_at: parse_time(&row.text(1)?)?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut image = None;
+        let mut shares = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            if row.int(0)? == 0 {
+                let image_owner = row.maybe_text(1)?.as_deref().map(account_from).transpose()?;
+                image = Some((image_owner, row.int(3)?, row.int(4)? != 0));
+            } else {
+                let share = ImageShare {
+                    account: account_from(&row.text(1)?)?,
+                    created_at: parse_time(&row.text(2)?)?,
+                };
+                shares.push((row.int(3)?, share));
+            }
+        }
+        let Some((image_owner, total, shared)) = image else {
+            return Err(ImageError::NotFound.into());
+        };
+        ensure_owner(image_owner.as_ref(), owner, shared)?;
+        shares.sort_unstable_by_key(|(place, _)| *place);
+        let items = shares.into_iter().map(|(_, share)| share).collect();
+        let total = to_u64(total, "count")?;
         Ok(Page {
             items,
             total_count: total,
@@ -1023,13 +1018,11 @@ pub trait RequestStore: Send + Sync + 'static {
         if let Some(snapshot) = &query.snapshot_id {
             conditions.push(snapshot, |n| format!("i.snapshot_id = ${n}"));
         }
-        let mut tx = self.store().session(Access::Read).await?;
-        let (seqs, total_count) = conditions.page(&mut *tx, "i.seq", query.page).await?;
-        let images = self.store().load_images(&mut *tx, &seqs, true).await?;
-        tx.commit().await?;
+        let (sql, params) = conditions.page_query("i.seq", query.page)?;
+        let (totals, images) = self.store().page_with_images(&sql, &params, true).await?;
         Ok(Page {
             items: views(images.into_iter().map(Arc::new), &query.viewer, None),
-            total_count,
+            total_count: total_of(&totals)?,
             request: query.page,
         })
     }
@@ -1046,14 +1039,14 @@ pub trait RequestStore: Send + Sync + 'static {
                 .map(|image| Image::clone(image))
                 .collect());
         }
-        let mut tx = self.store().session(Access::Read).await?;
         let sql = format!(
-            "SELECT seq FROM images WHERE owner_id IS NULL AND ($1 IS NULL OR lower(os_type) = {}) ORDER BY seq",
+            "SELECT 1, seq, seq FROM images WHERE owner_id IS NULL AND ($1 IS NULL OR lower(os_type) = {})",
             self.store().dialect.lower_param(1)
         );
-        let seqs = tx.ints(&sql, &[os_type.into()]).await?;
-        let images = self.store().load_images(&mut *tx, &seqs, true).await?;
-        tx.commit().await?;
+        let (_, images) = self
+            .store()
+            .page_with_images(&sql, &[os_type.into()], true)
+            .await?;
         Ok(images)
     }
 
@@ -1091,15 +1084,22 @@ pub trait RequestStore: Send + Sync + 'static {
             let (images, total) = counted_page(matching, query.page, Arc::clone)?;
             return Ok(page(images, total));
         }
-        let mut tx = store.session(Access::Read).await?;
-        let (seqs, total_count) = if filtered {
-            page_from_filters(&mut *tx, query).await?
+        let (totals, images) = if filtered {
+            let (sql, params) = filtered_page(query)?;
+            store.page_with_images(&sql, &params, false).await?
         } else {
-            page_from_listings(&mut *tx, query).await?
+            let params = [
+                query.viewer.as_str().into(),
+                node.into(),
+                to_i64(offset, "offset")?.into(),
+                to_i64(limit, "limit")?.into(),
+            ];
+            store.page_with_images(LISTING_PAGE, &params, false).await?
         };
-        let images = store.load_images(&mut *tx, &seqs, false).await?;
-        tx.commit().await?;
-        Ok(page(images.into_iter().map(Arc::new).collect(), total_count))
+        Ok(page(
+            images.into_iter().map(Arc::new).collect(),
+            total_of(&totals)?,
+        ))
     }
 
     /// `ImportImage`: stores `new` as `Creating` on every known node, with its import from

@@ -499,38 +499,39 @@ impl Store {
             image_id.map(ImageId::as_str).into(),
             image_name.into(),
         ];
-        let mut tx = self.session(crate::engine::Access::Read).await?;
-        let total = tx.count(&format!("SELECT COUNT(*) {from}"), &filters).await?;
         let mut params = filters.to_vec();
         params.push(to_i64(page.limit(), "limit")?.into());
         params.push(to_i64(page.offset(), "offset")?.into());
-        let rows = tx
-            .rows(
-                &format!(
-                    "SELECT i.id, i.name, i.architecture, i.platform, i.creation_time, t.state, t.url \
-                     {from} ORDER BY i.seq LIMIT $4 OFFSET $5"
-                ),
-                &params,
-            )
-            .await?;
-        tx.commit().await?;
-        let items = rows
-            .into_iter()
-            .map(|mut row| {
-                let state = row.maybe_text(5)?;
-                let status = export_status_of(state.as_deref())?;
-                Ok(ImageExportInfo {
-                    image_id: ImageId::parse(&row.text(0)?).map_err(corrupt)?,
-                    image_name: row.text(1)?,
-                    alias: ImageOwnerAlias::SelfOwned,
-                    architecture: row.text(2)?,
-                    platform: row.text(3)?,
-                    creation_time: parse_time(&row.text(4)?)?,
-                    status,
-                    url: row.maybe_text(6)?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+        // One statement, so one round trip and one snapshot: the count joined to the page,
+        // a row of NULLs beside it when the page is empty.
+        let sql = format!(
+            "SELECT c.total, p.id, p.name, p.architecture, p.platform, p.creation_time, p.state, p.url \
+             FROM (SELECT COUNT(*) AS total {from}) c LEFT JOIN ( \
+               SELECT i.seq, i.id, i.name, i.architecture, i.platform, i.creation_time, t.state, t.url \
+               {from} ORDER BY i.seq LIMIT $4 OFFSET $5) p ON true \
+             ORDER BY p.seq"
+        );
+        let mut tx = self.session(crate::engine::Access::ReadOne).await?;
+        let rows = tx.rows(&sql, &params).await?;
+        let mut total = 0;
+        let mut items = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            total = to_u64(row.int(0)?, "count")?;
+            let Some(image_id) = row.maybe_text(1)? else {
+                continue;
+            };
+            let state = row.maybe_text(6)?;
+            items.push(ImageExportInfo {
+                image_id: ImageId::parse(&image_id).map_err(corrupt)?,
+                image_name: row.text(2)?,
+                alias: ImageOwnerAlias::SelfOwned,
+                architecture: row.text(3)?,
+                platform: row.text(4)?,
+                creation_time: parse_time(&row.text(5)?)?,
+                status: export_status_of(state.as_deref())?,
+                url: row.maybe_text(7)?,
+            });
+        }
         Ok(Page {
             items,
             total_count: total,

@@ -1130,7 +1130,190 @@ async fn audit_records_older_than_the_retention_are_pruned(store: &Store) {
     );
 }
 
+/// Every read the read model answers, answered again from the tables (as when the model
+/// cannot answer: the PostgreSQL listener down, the SQLite changes file unreadable): the
+/// same pages, totals, nodes and disks, in the same order.
+async fn reads_from_the_tables_answer_as_the_model_does(store: &Store) {
+    let (alice, bob) = seeded(store).await;
+    let mut two_disks = image(
+        "m-placeholder",
+        Some(&alice),
+        &["cn-hangzhou-telecom", "cn-dalian-unicom"],
+    );
+    two_disks.name = "Alice_Two_Disks".into();
+    two_disks.disk_device_mappings.push(DiskDeviceMapping {
+        disk_type: "data".into(),
+        size_gib: 40,
+        format: "raw".into(),
+        image_id: "data-disk".into(),
+    });
+    let two_disks = store
+        .create_image(NewImage {
+            image: two_disks,
+            build_due_at: None,
+            build_failure: None,
+            release_instance: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let carol = account("1000000000000003");
+    store
+        .create_account_with_key(&carol, &AccessKeyId::parse("AKCAROL").unwrap(), "secret", NOW)
+        .await
+        .unwrap();
+    store
+        .modify_image_shares(&alice, &two_disks, std::slice::from_ref(&bob), &[], NOW)
+        .await
+        .unwrap();
+    store
+        .modify_image_shares(
+            &alice,
+            &two_disks,
+            std::slice::from_ref(&carol),
+            &[],
+            NOW + time::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    let mut named_bob1 = query(&bob, 1, 10);
+    named_bob1.image_name = Some("bob1".into());
+    let bob1 = ImageId::parse(&ids(&store.describe_images(&named_bob1).await.unwrap())[0]).unwrap();
+    let mut share_queries = Vec::new();
+    for (caller, image) in [
+        (&alice, &two_disks),
+        (&bob, &two_disks),
+        (&carol, &two_disks),
+        (&alice, &bob1),
+        (&bob, &bob1),
+    ] {
+        for (with, number, size) in [
+            (None, 1, 1),
+            (None, 2, 1),
+            (None, 1, 50),
+            (Some(&carol), 1, 10),
+            (Some(&alice), 1, 10),
+        ] {
+            share_queries.push((caller, image.clone(), with, support::page(number, size)));
+        }
+    }
+    for missing in ["sys_1", "m-none"] {
+        share_queries.push((
+            &alice,
+            ImageId::parse(missing).unwrap(),
+            None,
+            support::page(1, 10),
+        ));
+    }
+    let mut queries = Vec::new();
+    for viewer in [&alice, &bob] {
+        for (number, size) in [(1, 1), (1, 3), (2, 3), (3, 3), (4, 3), (1, 50), (5, 2), (9, 10)] {
+            for on in [None, Some("cn-dalian-unicom"), Some("cn-hangzhou-telecom")] {
+                let mut paged = query(viewer, number, size);
+                paged.node = on.map(node);
+                queries.push(paged);
+            }
+        }
+        let mut by_id = query(viewer, 1, 10);
+        by_id.image_id = Some(two_disks.clone());
+        let mut by_public_id = query(viewer, 1, 10);
+        by_public_id.image_id = Some(ImageId::parse("sys_2").unwrap());
+        by_public_id.node = Some(node("cn-dalian-unicom"));
+        let mut by_name = query(viewer, 1, 10);
+        by_name.image_name = Some("alice1".into());
+        let mut by_snapshot = query(viewer, 1, 10);
+        by_snapshot.snapshot_id = Some("sp-sys_3".into());
+        let mut second_page = query(viewer, 2, 1);
+        second_page.node = Some(node("cn-hangzhou-telecom"));
+        second_page.snapshot_id = Some("sp-Alice_Two_Disks".into());
+        queries.extend([by_id, by_public_id, by_name, by_snapshot, second_page]);
+    }
+    let mut self_queries = Vec::new();
+    for viewer in [&alice, &bob] {
+        for (id, name, snapshot) in [
+            (None, None, None),
+            (Some("M-"), None, None),
+            (None, Some("DISKS"), None),
+            (None, Some("1"), None),
+            (None, None, Some("sp-bob1")),
+        ] {
+            for (number, size) in [(1, 1), (2, 1), (1, 50)] {
+                self_queries.push(SelfImageQuery {
+                    viewer: viewer.clone(),
+                    image_id_contains: id.map(str::to_owned),
+                    image_name_contains: name.map(str::to_owned),
+                    snapshot_id: snapshot.map(str::to_owned),
+                    page: support::page(number, size),
+                });
+            }
+        }
+    }
+    let os_types = [None, Some("LINUX"), Some("windows")];
+    let mut answers = Vec::new();
+    for tables in [false, true] {
+        if tables {
+            store.read_tables_only();
+        }
+        let mut answer = Vec::new();
+        for query in &queries {
+            answer.push(format!("{:?}", store.describe_images(query).await.unwrap()));
+        }
+        for query in &self_queries {
+            answer.push(format!("{:?}", store.describe_self_images(query).await.unwrap()));
+        }
+        for os_type in os_types {
+            answer.push(format!("{:?}", store.public_images(os_type).await.unwrap()));
+        }
+        for (caller, image, with, page) in &share_queries {
+            let shares = store.image_shares(caller, image, *with, *page).await;
+            answer.push(format!("{shares:?}"));
+        }
+        answers.push(answer);
+    }
+    let (model, tables) = (&answers[0], &answers[1]);
+    assert_eq!(model.len(), tables.len());
+    for (index, (held, read)) in model.iter().zip(tables).enumerate() {
+        assert_eq!(held, read, "read {index}");
+    }
+    // The reads above found something: the two disks and both nodes of the shared image.
+    let shared = store
+        .describe_self_images(&SelfImageQuery {
+            viewer: bob.clone(),
+            image_id_contains: Some(two_disks.as_str().to_owned()),
+            image_name_contains: None,
+            snapshot_id: None,
+            page: support::page(1, 10),
+        })
+        .await
+        .unwrap();
+    assert_eq!(shared.items.len(), 1, "the shared image is one of bob's: {shared:?}");
+    let view = &shared.items[0];
+    assert_eq!(view.image.nodes.len(), 2);
+    assert_eq!(view.image.disk_device_mappings.len(), 2);
+    assert_eq!(view.image.disk_device_mappings[1].size_gib, 40);
+    let shares = store
+        .image_shares(&alice, &two_disks, None, support::page(1, 10))
+        .await
+        .unwrap();
+    let accounts: Vec<&AccountId> = shares.items.iter().map(|share| &share.account).collect();
+    assert_eq!(accounts, [&bob, &carol]);
+    for (caller, image, error) in [
+        (&bob, &two_disks, ImageError::NotOwner),
+        (&alice, &bob1, ImageError::NotFound),
+        (&alice, &ImageId::parse("sys_1").unwrap(), ImageError::PublicImage),
+    ] {
+        let refused = store
+            .image_shares(caller, image, None, support::page(1, 10))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Image(ref found)) if *found == error),
+            "{refused:?}"
+        );
+    }
+}
+
 store_suite!(
+    reads_from_the_tables_answer_as_the_model_does,
     resets_leave_every_listing_dense_and_counted,
     audit_records_older_than_the_retention_are_pruned,
     describe_images_names_one_node_and_other_reads_every_node,
@@ -2349,6 +2532,29 @@ mod transfers {
             .await
             .unwrap();
         assert_eq!((by_name.total_count, by_name.items.len()), (0, 0));
+        // Pages of one walk the whole list in order, each with the whole count; the page
+        // past the end is empty and still counts.
+        let all = store
+            .export_infos(&alice, None, None, support::page(1, 50))
+            .await
+            .unwrap();
+        assert!(all.total_count >= 3, "{all:?}");
+        assert_eq!(all.items.len() as u64, all.total_count);
+        let mut walked = Vec::new();
+        for number in 1..=all.total_count + 1 {
+            let one = store
+                .export_infos(
+                    &alice,
+                    None,
+                    None,
+                    support::page(u32::try_from(number).unwrap(), 1),
+                )
+                .await
+                .unwrap();
+            assert_eq!(one.total_count, all.total_count);
+            walked.extend(one.items);
+        }
+        assert_eq!(walked, all.items);
 
         // A second export replaces the first; this one fails.
         store
