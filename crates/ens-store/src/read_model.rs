@@ -350,9 +350,9 @@ impl ReadModel {
             _ => markers.started.load(Ordering::Acquire) + 1,
         };
         let mut received = markers.received.subscribe();
-        if *received.borrow_and_update() < marker {
-            // Usually a nonce claim carrying a marker (see `Self::statement_marker`) is being
-            // written already, and the sender finds nothing to send.
+        // Once a marker numbered `marker` or above has begun, usually carried by the
+        // request's nonce claim (see `Self::statement_marker`), it only has to arrive.
+        if markers.started.load(Ordering::Acquire) < marker {
             markers.wanted.fetch_max(marker, Ordering::AcqRel);
             markers.wake.notify_one();
         }

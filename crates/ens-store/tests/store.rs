@@ -1286,7 +1286,11 @@ async fn reads_from_the_tables_answer_as_the_model_does(store: &Store) {
         })
         .await
         .unwrap();
-    assert_eq!(shared.items.len(), 1, "the shared image is one of bob's: {shared:?}");
+    assert_eq!(
+        shared.items.len(),
+        1,
+        "the shared image is one of bob's: {shared:?}"
+    );
     let view = &shared.items[0];
     assert_eq!(view.image.nodes.len(), 2);
     assert_eq!(view.image.disk_device_mappings.len(), 2);
