@@ -54,11 +54,20 @@ pub async fn verify(
             ),
         )
     })?;
-    let (key, unconfirmed_key) = match state.store.access_key_to_confirm(&key_id) {
+    // A held key that refuses the call may be out of date (a secret replaced or a key enabled
+    // through another replica a moment ago): only the current key may refuse.
+    let held = state
+        .store
+        .access_key_to_confirm(&key_id)
+        .filter(|held| check_key(state, credentials, held, now).is_ok());
+    let (key, unconfirmed_key) = match held {
         Some(held) => (held.clone(), Some(held)),
-        None => (current_key(state, &key_id).await?, None),
+        None => {
+            let current = current_key(state, &key_id).await?;
+            check_key(state, credentials, &current, now)?;
+            (current, None)
+        }
     };
-    check_key(state, credentials, &key, now)?;
     Ok(Verified {
         claim: NonceClaim {
             key: key_id,
