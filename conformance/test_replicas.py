@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -217,6 +218,63 @@ def test_a_key_held_by_a_replica_is_refused_at_once_when_disabled_elsewhere(clus
     cluster.admin("key", "delete", key["AccessKeyId"])
     error = held.describe_error()
     assert (error.code, error.status) == ("InvalidAccessKeyId.NotFound", 404)
+
+
+def _listening_backends(database_url: str) -> List[int]:
+    """The PostgreSQL backends serving the replicas' LISTEN connections."""
+    listed = subprocess.run(
+        ["psql", database_url, "-Atc",
+         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"],
+        check=True, capture_output=True, text=True, timeout=60)
+    return [int(pid) for pid in listed.stdout.split()]
+
+
+class _PausedListeners:
+    """Pauses the PostgreSQL backends of the replicas' LISTEN connections (SIGSTOP), so that
+    the replicas hear nothing of other processes' changes until it ends."""
+
+    def __init__(self, database_url: str):
+        self.backends = _listening_backends(database_url)
+        assert len(self.backends) == 2, self.backends
+
+    def __enter__(self):
+        try:
+            for pid in self.backends:
+                os.kill(pid, signal.SIGSTOP)
+        except PermissionError:
+            self.__exit__()
+            pytest.skip("pausing PostgreSQL's backends needs root or the postgres user")
+        return self
+
+    def __exit__(self, *_):
+        for pid in self.backends:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except PermissionError:
+                pass
+
+
+def test_a_held_key_is_confirmed_and_never_refuses_alone(cluster):
+    # A replica checks signatures with the key it holds and confirms it after the nonce
+    # claim; with its listening connection paused it hears nothing of the admin CLI's
+    # changes, so what it holds is out of date, and each call must still be answered as the
+    # key is now.
+    first, second = cluster.start()
+    account = _root_account(cluster)
+    key = json.loads(cluster.admin("key", "create", "--account", account))
+    api = make_flavor("tea_v3", second.host, key["AccessKeyId"], key["AccessKeySecret"])
+    assert api.describe()["TotalCount"] > 0
+    with _PausedListeners(cluster.database_url):
+        # Held as active, disabled meanwhile: the confirmation after the claim refuses.
+        cluster.admin("key", "disable", key["AccessKeyId"])
+        error = api.describe_error()
+        assert (error.code, error.status) == ("InvalidAccessKeyId.Inactive", 400)
+    error = api.describe_error()
+    assert error.code == "InvalidAccessKeyId.Inactive"
+    with _PausedListeners(cluster.database_url):
+        # Held as disabled, enabled meanwhile: the held key does not refuse by itself.
+        cluster.admin("key", "enable", key["AccessKeyId"])
+        assert api.describe()["TotalCount"] > 0
 
 
 def test_throttling_holds_across_replicas(cluster):

@@ -571,8 +571,6 @@ fn every_node(images: Vec<Image>) -> Listing {
     Listing::new(images.into_iter().map(Arc::new).collect())
 }
 
-/// Adds to `images` their nodes (rows of `image_seq, node_id`) and disks (rows of
-/// `image_seq, disk_type, size_gib, format, file_id`), each in row order.
 /// An image read with [`IMAGE_COLUMNS`], then its nodes and its disks as the JSON arrays
 /// [`Store::page_with_images`] selects.
 fn full_image_from_row(mut row: Row) -> StoreResult<Image> {
@@ -599,6 +597,8 @@ fn full_image_from_row(mut row: Row) -> StoreResult<Image> {
     Ok(image)
 }
 
+/// Adds to `images` their nodes (rows of `image_seq, node_id`) and disks (rows of
+/// `image_seq, disk_type, size_gib, format, file_id`), each in row order.
 fn attach_parts(images: &mut HashMap<i64, Image>, nodes: Vec<Row>, disks: Vec<Row>) -> StoreResult<()> {
     for mut row in nodes {
         if let Some(image) = images.get_mut(&row.int(0)?) {
