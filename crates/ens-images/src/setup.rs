@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use ens_domain::{AccessKeyId, AccountId};
 use ens_server::secrets::MasterKey;
 use ens_server::setup::NewOwner;
-use ens_store::{AdminStore, Store};
+use ens_store::{AdminStore, RequestStore, Store};
 
 /// Environment variables that choose the owner's AccessKey on first start.
 const ROOT_KEY_ID_VAR: &str = "ENS_IMAGES_ROOT_ACCESS_KEY_ID";
@@ -100,6 +100,9 @@ pub async fn ensure_owner_account(
         _ => None,
     };
     if store.has_accounts().await? {
+        if let OwnerCredentials::File(data_dir) = credentials {
+            settle_pending_credentials(store, data_dir).await?;
+        }
         if from_env.is_some() {
             tracing::info!(
                 "store already has its owner account; {ROOT_KEY_ID_VAR} is only read on first start"
@@ -138,15 +141,70 @@ pub async fn ensure_owner_account(
         return Ok(());
     };
     let path = data_dir.join(ROOT_CREDENTIALS_FILE);
-    write_private_file(&path, &serde_json::to_vec_pretty(&pair)?)?;
+    // Written under a name of its own before the key is stored, so that a crash in between
+    // loses nothing, and so that processes starting together on one data directory do not
+    // write over each other's: only the one whose owner is stored moves its file into place.
+    let pending = pending_credentials(data_dir, key);
+    write_private_file(&pending, &serde_json::to_vec_pretty(&pair)?)?;
     if !owner.create_in(store, master_key).await? {
-        // Another replica created the owner first; this key was never stored.
-        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-        return Ok(());
+        // Another process created the owner first; this key was never stored.
+        return remove_if_present(&pending);
     }
+    move_into_place(&pending, &path)?;
     tracing::info!(%account, access_key_id = %key, path = %path.display(), "owner account created; its AccessKey secret is in the credentials file");
     eprintln!("ens-images: owner AccessKey written to {}", path.display());
     Ok(())
+}
+
+/// Where a first start writes the owner's credentials before it stores the key.
+fn pending_credentials(data_dir: &Path, key: &AccessKeyId) -> PathBuf {
+    data_dir.join(format!("{ROOT_CREDENTIALS_FILE}.{key}.pending"))
+}
+
+/// Puts in place the credentials a first start wrote but had not moved into place when it
+/// stopped (its key is stored), and removes those of starts that lost the race.
+async fn settle_pending_credentials(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Ok(());
+    };
+    let prefix = format!("{ROOT_CREDENTIALS_FILE}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(key) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".pending"))
+            .and_then(|key| AccessKeyId::parse(key).ok())
+        else {
+            continue;
+        };
+        let pending = entry.path();
+        let path = data_dir.join(ROOT_CREDENTIALS_FILE);
+        if RequestStore::access_key(store, &key).await?.is_some() && !path.exists() {
+            move_into_place(&pending, &path)?;
+            eprintln!("ens-images: owner AccessKey written to {}", path.display());
+        } else {
+            remove_if_present(&pending)?;
+        }
+    }
+    Ok(())
+}
+
+/// Renames `pending` to `path`; a process starting beside this one may have done it already
+/// (see [`settle_pending_credentials`]).
+fn move_into_place(pending: &Path, path: &Path) -> anyhow::Result<()> {
+    match std::fs::rename(pending, path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && path.exists() => Ok(()),
+        other => other.with_context(|| format!("cannot write {}", path.display())),
+    }
+}
+
+/// Removes `file` unless a process starting beside this one removed it first.
+fn remove_if_present(file: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(file) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.with_context(|| format!("cannot remove {}", file.display())),
+    }
 }
 
 /// Writes `contents` to a new file readable by its owner only.
@@ -198,4 +256,72 @@ pub async fn reset_point(store: &Store) -> anyhow::Result<Option<ens_store::Rese
         .next()
         .context("the store has no owner account")?;
     Ok(store.reset_point(&owner.id).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names in `dir`, sorted.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// First starts on one data directory racing on several threads (all finding no
+    /// account, each writing a key, one storing it), in fresh directories again and again:
+    /// the credentials file holds the stored key, and nothing else with a secret is left. A
+    /// start after a crash between storing the key and moving its file puts the file in place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_first_starts_leave_the_stored_owners_credentials() {
+        let master_key = std::sync::Arc::new(MasterKey::parse(&MasterKey::generate()).unwrap());
+        let mut last = None;
+        for round in 0..20 {
+            let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+            let store = Store::temporary().await.unwrap();
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(6));
+            let starts: Vec<_> = (0..6)
+                .map(|_| {
+                    let (store, data, master_key, barrier) =
+                        (store.clone(), data.clone(), master_key.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        ensure_owner_account(&store, OwnerCredentials::File(data.path()), &master_key).await
+                    })
+                })
+                .collect();
+            for start in starts {
+                start.await.unwrap().unwrap();
+            }
+            let path = data.path().join(ROOT_CREDENTIALS_FILE);
+            let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let key = AccessKeyId::parse(written["AccessKeyId"].as_str().unwrap()).unwrap();
+            let stored = RequestStore::access_key(&store, &key).await.unwrap().unwrap();
+            let secret = master_key.open(&stored.secret).unwrap();
+            assert_eq!(
+                secret.expose(),
+                written["AccessKeySecret"].as_str().unwrap(),
+                "round {round}"
+            );
+            assert_eq!(files(data.path()), [ROOT_CREDENTIALS_FILE], "round {round}");
+            last = Some((data, store, key, written));
+        }
+        let (data, store, key, written) = last.unwrap();
+        let start = || ensure_owner_account(&store, OwnerCredentials::File(data.path()), &master_key);
+        let path = data.path().join(ROOT_CREDENTIALS_FILE);
+
+        // Stored, but stopped before the move: the next start moves it into place.
+        let pending = pending_credentials(data.path(), &key);
+        std::fs::rename(&path, &pending).unwrap();
+        let lost = pending_credentials(data.path(), &AccessKeyId::parse("LTAInever").unwrap());
+        write_private_file(&lost, b"{}").unwrap();
+        start().await.unwrap();
+        assert_eq!(files(data.path()), [ROOT_CREDENTIALS_FILE]);
+        let again: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(again, written);
+    }
 }
