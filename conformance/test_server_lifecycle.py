@@ -6,7 +6,6 @@ import copy
 import json
 import re
 import stat
-import subprocess
 import time
 
 import pytest
@@ -21,7 +20,6 @@ from ens_support import (
     make_catalog,
     make_flavor,
     new_access_key,
-    require_binary,
     spawn_server,
     start_server,
     write_catalog,
@@ -134,33 +132,6 @@ def test_credentials_persist_across_restart(tmp_path):
         assert creds["AccessKeySecret"] not in second.stdout_text() + second.stderr_text()
     finally:
         second.stop()
-
-
-@pytest.mark.parametrize("round_", range(8))
-def test_servers_racing_through_the_first_start_keep_the_owner_credentials(tmp_path, round_):
-    # Processes started together on one fresh data directory each write a key before
-    # storing it; whichever stores the owner, root-credentials.json must end up holding that
-    # key, and no other file with a secret may be left behind. The race is run in several
-    # fresh directories: one may be won without any overlap.
-    # (Several servers on one SQLite store is not a supported setup, and a racer may refuse
-    # calls for a while; the store itself is asked which key it holds.)
-    data = tmp_path / "data"
-    racers = [spawn_server(data, log_name=f"racer-{n}") for n in range(6)]
-    try:
-        for racer in racers:
-            try:
-                racer.wait_listening(timeout=30)
-            except AssertionError:
-                pass  # a process may refuse a store another one serves
-    finally:
-        for racer in racers:
-            racer.stop()
-    creds = read_creds(data)
-    listed = subprocess.run([str(require_binary()), "admin", "--data-dir", str(data), "key", "list"],
-                            check=True, capture_output=True, text=True, timeout=60)
-    assert [key["AccessKeyId"] for key in json.loads(listed.stdout)] == [creds["AccessKeyId"]]
-    left = sorted(path.name for path in data.iterdir() if path.name.startswith(CREDS_FILE))
-    assert left == [CREDS_FILE]
 
 
 def test_env_key_persists_across_restart(tmp_path):
