@@ -8,7 +8,7 @@
 //! so any page is one index seek, and `listing_counts` keeps each listing's size, so
 //! TotalCount is one lookup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use ens_domain::rules::ensure_owner;
@@ -495,6 +495,25 @@ impl Store {
         let shares = Arc::new(shares);
         self.read_model.install_shares(owner, ticket, Arc::clone(&shares));
         Ok(shares)
+    }
+
+    /// Every known node from the read model, loaded into it when missing; the caller has
+    /// checked that the model may answer now.
+    pub(crate) async fn held_nodes(&self) -> StoreResult<Arc<HashSet<String>>> {
+        if let Some(nodes) = self.read_model.nodes() {
+            return Ok(nodes);
+        }
+        let _turn = self.read_model.load_turn().await;
+        if let Some(nodes) = self.read_model.nodes() {
+            return Ok(nodes);
+        }
+        let ticket = self.read_model.ticket(Some(SYSTEM_SCOPE));
+        let mut tx = self.session(Access::Read).await?;
+        let nodes: HashSet<String> = tx.texts("SELECT id FROM nodes", &[]).await?.into_iter().collect();
+        tx.commit().await?;
+        let nodes = Arc::new(nodes);
+        self.read_model.install_nodes(ticket, Arc::clone(&nodes));
+        Ok(nodes)
     }
 
     /// Reads the listing of `scope` on `node` whole, in order (three statements whatever its

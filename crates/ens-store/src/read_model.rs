@@ -21,7 +21,7 @@
 //! larger than half of that is never held, and is read from the tables instead.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use ens_domain::{AccessKeyId, Image};
 
 use crate::engine::{Param, Row, Session};
+use crate::rows::SYSTEM_SCOPE;
 use crate::{StoreResult, StoredAccessKey};
 
 /// The PostgreSQL notification channel changes are announced on.
@@ -192,6 +193,9 @@ struct Held {
     policies: HashMap<(String, String), Arc<Vec<String>>>,
     /// The shares of an account's images (scope: the owner), by image ID.
     shares: HashMap<String, Arc<SharesOf>>,
+    /// Every known node (scope `system`: only the catalog load adds nodes, and it rewrites
+    /// the public images too), for the `EnsRegionId` check of each filtered DescribeImages.
+    nodes: Option<Arc<HashSet<String>>>,
 }
 
 /// The shares of one account's images, by image ID, each image's in DescribeImageSharePermission
@@ -216,6 +220,9 @@ impl Held {
         }
         *self.versions.entry(scope.to_owned()).or_insert(0) += 1;
         self.shares.remove(scope);
+        if scope == SYSTEM_SCOPE {
+            self.nodes = None;
+        }
         if let Some(listings) = self.listings.remove(scope) {
             let held: usize = listings.values().map(|listing| listing.images.len()).sum();
             self.images = self.images.saturating_sub(held);
@@ -519,6 +526,19 @@ impl ReadModel {
             held.shares.clear();
         }
         held.shares.insert(owner.to_owned(), shares);
+    }
+
+    /// Every known node, when held.
+    pub(crate) fn nodes(&self) -> Option<Arc<HashSet<String>>> {
+        read(&self.held).nodes.clone()
+    }
+
+    /// Holds the known nodes unless scope `system` was dropped since `ticket`.
+    pub(crate) fn install_nodes(&self, ticket: Ticket, nodes: Arc<HashSet<String>>) {
+        let mut held = write(&self.held);
+        if held.ticket(Some(SYSTEM_SCOPE)) == ticket {
+            held.nodes = Some(nodes);
+        }
     }
 
     /// Answers nothing from now on (see [`crate::Store::read_tables_only`]).
@@ -907,6 +927,7 @@ const WATCHED: &[&str] = &[
     "image_shares",
     "image_nodes",
     "image_disks",
+    "nodes",
     "access_keys",
     "accounts",
     "ram_users",

@@ -498,7 +498,11 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// Whether `node` is a known ENS node.
     async fn node_exists(&self, node: &NodeId) -> StoreResult<bool> {
-        let mut tx = self.store().session(Access::ReadOne).await?;
+        let store = self.store();
+        if store.read_model.ready().await {
+            return Ok(store.held_nodes().await?.contains(node.as_str()));
+        }
+        let mut tx = store.session(Access::ReadOne).await?;
         tx.exists("SELECT 1 FROM nodes WHERE id = $1", &[node.as_str().into()])
             .await
     }

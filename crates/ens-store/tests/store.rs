@@ -318,6 +318,8 @@ async fn generated_ids_follow_the_cloud_format_and_unknown_nodes_are_refused(sto
 async fn replacing_the_catalog_keeps_custom_images(store: &Store) {
     let (alice, _) = seeded(store).await;
     assert!(store.has_catalog().await.unwrap());
+    // Asked first, so that the node set is held when the catalog replaces it.
+    assert!(!store.node_exists(&node("cn-new-node")).await.unwrap());
     store
         .replace_catalog(
             &[node("cn-new-node")],
