@@ -145,7 +145,7 @@ fn response_renderer(c: &mut Criterion) {
             b.iter(|| {
                 let body =
                     describe_images::response(black_box("9E1B5C5B-2E6A-4C5E-8E8A-7D1C0F3A2B11"), &page);
-                black_box(render_success(&body, format))
+                black_box(render_success(body, format))
             });
         });
     }

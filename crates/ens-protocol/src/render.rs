@@ -42,7 +42,7 @@ impl Format {
 /// A node of a response body. Field order is kept as built. Text is borrowed from what the
 /// answer is made of (the page, the request ID) wherever it can be, so that building a body
 /// copies no stored field: rendering writes each once, straight into the response buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Value<'a> {
     /// A JSON string.
     Str(Cow<'a, str>),
@@ -62,6 +62,53 @@ pub enum Value<'a> {
         /// The elements.
         items: Vec<Value<'a>>,
     },
+    /// The cloud's wrapped list, as [`Value::List`], of records that write their own fields
+    /// (a page of images): no tree is built per record.
+    Records {
+        /// Name of each element.
+        item: &'static str,
+        /// The records.
+        records: Box<dyn RecordList + 'a>,
+    },
+}
+
+/// Records written field by field into the response buffer, in either format.
+pub trait RecordList {
+    /// How many records there are.
+    fn count(&self) -> usize;
+    /// About how many bytes the records take in either format, to size the buffer once.
+    fn estimated_len(&self) -> usize;
+    /// Writes the fields of record `index` (below [`Self::count`]).
+    fn write(&self, index: usize, fields: &mut Fields<'_>);
+}
+
+impl std::fmt::Debug for dyn RecordList + '_ {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{} records", self.count())
+    }
+}
+
+/// The records of a slice, each written by one function.
+struct Each<'a, T> {
+    items: &'a [T],
+    write: fn(&T, &mut Fields<'_>),
+    bytes_each: usize,
+}
+
+impl<T> RecordList for Each<'_, T> {
+    fn count(&self) -> usize {
+        self.items.len()
+    }
+
+    fn estimated_len(&self) -> usize {
+        self.items.len() * self.bytes_each
+    }
+
+    fn write(&self, index: usize, fields: &mut Fields<'_>) {
+        if let Some(item) = self.items.get(index) {
+            (self.write)(item, fields);
+        }
+    }
 }
 
 impl<'a> Value<'a> {
@@ -69,6 +116,25 @@ impl<'a> Value<'a> {
     #[must_use]
     pub fn str(value: impl Into<Cow<'a, str>>) -> Self {
         Self::Str(value.into())
+    }
+
+    /// A wrapped list of `items`, each written by `write` as one `item` element; `bytes_each`
+    /// is about what one takes.
+    #[must_use]
+    pub fn records<T>(
+        item: &'static str,
+        items: &'a [T],
+        write: fn(&T, &mut Fields<'_>),
+        bytes_each: usize,
+    ) -> Self {
+        Self::Records {
+            item,
+            records: Box::new(Each {
+                items,
+                write,
+                bytes_each,
+            }),
+        }
     }
 
     /// About how many bytes this value takes in either format, to size the buffer once.
@@ -80,6 +146,9 @@ impl<'a> Value<'a> {
             Self::Object(fields) => fields_len(fields),
             Self::List { item, items } => {
                 item.len() * items.len() * 2 + items.iter().map(Value::estimated_len).sum::<usize>() + 8
+            }
+            Self::Records { item, records } => {
+                (item.len() * 2 + 5) * records.count() + records.estimated_len() + 8
             }
         }
     }
@@ -94,7 +163,7 @@ fn fields_len(fields: &[(&'static str, Value<'_>)]) -> usize {
 }
 
 /// A success body: the operation's fields, `RequestId` among them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Body<'a> {
     /// The action, naming the XML root (`{Action}Response`).
     pub action: &'a str,
@@ -146,15 +215,15 @@ fn digit(value: usize) -> char {
 
 /// Renders a success body in `format`, into a buffer sized for it once.
 #[must_use]
-pub fn render_success(body: &Body<'_>, format: Format) -> String {
+pub fn render_success(body: Body<'_>, format: Format) -> String {
     let mut out = String::with_capacity(fields_len(&body.fields) + 2 * body.action.len() + 64);
     match format {
-        Format::Json => write_json_object(&mut out, &body.fields),
+        Format::Json => write_object(&mut out, format, &body.fields),
         Format::Xml => {
             out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><");
             out.push_str(body.action);
             out.push_str("Response>");
-            write_xml_fields(&mut out, &body.fields);
+            write_object(&mut out, format, &body.fields);
             out.push_str("</");
             out.push_str(body.action);
             out.push_str("Response>");
@@ -178,10 +247,10 @@ pub fn render_error(error: &ApiError, request_id: &str, host_id: &str, format: F
     ];
     let mut out = String::with_capacity(512);
     match format {
-        Format::Json => write_json_object(&mut out, &fields),
+        Format::Json => write_object(&mut out, format, &fields),
         Format::Xml => {
             out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>");
-            write_xml_fields(&mut out, &fields);
+            write_object(&mut out, format, &fields);
             out.push_str("</Error>");
         }
     }
@@ -260,48 +329,6 @@ fn write_json_escaped(out: &mut String, value: &str) {
     out.push_str(value.get(plain_from..).unwrap_or_default());
 }
 
-fn write_json_object(out: &mut String, fields: &[(&'static str, Value<'_>)]) {
-    out.push('{');
-    for (index, (name, value)) in fields.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        write_json_name(out, name);
-        write_json_value(out, value);
-    }
-    out.push('}');
-}
-
-fn write_json_value(out: &mut String, value: &Value<'_>) {
-    match value {
-        Value::Str(text) => write_json_string(out, text),
-        Value::Digits(number) => {
-            out.push('"');
-            out.push_str(itoa::Buffer::new().format(*number));
-            out.push('"');
-        }
-        Value::Time(at) => {
-            out.push('"');
-            push_time(out, *at);
-            out.push('"');
-        }
-        Value::Int(number) => out.push_str(itoa::Buffer::new().format(*number)),
-        Value::Object(fields) => write_json_object(out, fields),
-        Value::List { item, items } => {
-            out.push('{');
-            write_json_name(out, item);
-            out.push('[');
-            for (index, element) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_json_value(out, element);
-            }
-            out.push_str("]}");
-        }
-    }
-}
-
 /// Whether XML 1.0 allows `c` in a document at all: no control character but tab, line feed
 /// and carriage return (not even as a character reference), and neither U+FFFE nor U+FFFF.
 fn xml_allows(c: char) -> bool {
@@ -318,31 +345,203 @@ fn xml_chars(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn write_xml_fields(out: &mut String, fields: &[(&'static str, Value<'_>)]) {
-    for (field, child) in fields {
-        write_xml_element(out, field, child);
-    }
+/// Writes `text` as XML character data: escaped, with what XML cannot carry replaced.
+fn write_xml_text(out: &mut String, text: &str) {
+    out.push_str(&quick_xml::escape::escape(xml_chars(text).as_ref()));
 }
 
-fn write_xml_element(out: &mut String, name: &str, value: &Value<'_>) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    match value {
-        Value::Str(text) => out.push_str(&quick_xml::escape::escape(xml_chars(text).as_ref())),
-        Value::Digits(number) => out.push_str(itoa::Buffer::new().format(*number)),
-        Value::Time(at) => push_time(out, *at),
-        Value::Int(number) => out.push_str(itoa::Buffer::new().format(*number)),
-        Value::Object(fields) => write_xml_fields(out, fields),
-        Value::List { item, items } => {
-            for element in items {
-                write_xml_element(out, item, element);
+/// Writes the fields of one object, in either format, straight into the response buffer.
+/// A page of records is written through it field by field, and so is every [`Value`]: one
+/// writer, so the two formats cannot disagree.
+pub struct Fields<'o> {
+    out: &'o mut String,
+    format: Format,
+    /// Whether no field has been written yet (JSON separates fields with commas).
+    first: bool,
+}
+
+impl<'o> Fields<'o> {
+    fn new(out: &'o mut String, format: Format) -> Self {
+        Self {
+            out,
+            format,
+            first: true,
+        }
+    }
+
+    /// Opens field `name`: JSON `,"name":`, XML `<name>`.
+    fn open(&mut self, name: &'static str) {
+        match self.format {
+            Format::Json => {
+                if !self.first {
+                    self.out.push(',');
+                }
+                write_json_name(self.out, name);
+            }
+            Format::Xml => {
+                self.out.push('<');
+                self.out.push_str(name);
+                self.out.push('>');
+            }
+        }
+        self.first = false;
+    }
+
+    /// Closes field `name` (XML only).
+    fn close(&mut self, name: &'static str) {
+        if self.format == Format::Xml {
+            self.out.push_str("</");
+            self.out.push_str(name);
+            self.out.push('>');
+        }
+    }
+
+    /// A string field.
+    pub fn str(&mut self, name: &'static str, value: &str) {
+        self.open(name);
+        match self.format {
+            Format::Json => write_json_string(self.out, value),
+            Format::Xml => write_xml_text(self.out, value),
+        }
+        self.close(name);
+    }
+
+    /// A field of decimal digits, a JSON string (see [`Value::Digits`]).
+    pub fn digits(&mut self, name: &'static str, value: u64) {
+        self.open(name);
+        self.quoted(|out| out.push_str(itoa::Buffer::new().format(value)));
+        self.close(name);
+    }
+
+    /// A time field in the API's format, a JSON string (see [`Value::Time`]).
+    pub fn time(&mut self, name: &'static str, value: time::OffsetDateTime) {
+        self.open(name);
+        self.quoted(|out| push_time(out, value));
+        self.close(name);
+    }
+
+    /// An integer field.
+    pub fn int(&mut self, name: &'static str, value: i64) {
+        self.open(name);
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self.close(name);
+    }
+
+    /// The cloud's wrapped list of objects, each written by `write` (see [`Value::List`]).
+    pub fn list<T>(
+        &mut self,
+        name: &'static str,
+        item: &'static str,
+        items: impl IntoIterator<Item = T>,
+        mut write: impl FnMut(&mut Fields<'_>, T),
+    ) {
+        self.open(name);
+        self.elements(item, items, |out, format, element| {
+            write_record(out, format, |fields| write(fields, element));
+        });
+        self.close(name);
+    }
+
+    /// Any [`Value`] as field `name`.
+    fn value(&mut self, name: &'static str, value: &Value<'_>) {
+        self.open(name);
+        write_value(self.out, self.format, value);
+        self.close(name);
+    }
+
+    /// Writes `content` between quotes in JSON, bare in XML.
+    fn quoted(&mut self, content: impl FnOnce(&mut String)) {
+        let json = self.format == Format::Json;
+        if json {
+            self.out.push('"');
+        }
+        content(self.out);
+        if json {
+            self.out.push('"');
+        }
+    }
+
+    /// The inside of a wrapped list: JSON `{"item":[e,e]}`, XML `<item>e</item>` repeated;
+    /// `write` writes each element's content.
+    fn elements<T>(
+        &mut self,
+        item: &'static str,
+        items: impl IntoIterator<Item = T>,
+        mut write: impl FnMut(&mut String, Format, T),
+    ) {
+        match self.format {
+            Format::Json => {
+                self.out.push('{');
+                write_json_name(self.out, item);
+                self.out.push('[');
+                for (index, element) in items.into_iter().enumerate() {
+                    if index > 0 {
+                        self.out.push(',');
+                    }
+                    write(self.out, self.format, element);
+                }
+                self.out.push_str("]}");
+            }
+            Format::Xml => {
+                for element in items {
+                    self.out.push('<');
+                    self.out.push_str(item);
+                    self.out.push('>');
+                    write(self.out, self.format, element);
+                    self.out.push_str("</");
+                    self.out.push_str(item);
+                    self.out.push('>');
+                }
             }
         }
     }
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
+}
+
+/// Writes an object's fields: in JSON with its braces, in XML as its child elements.
+fn write_object(out: &mut String, format: Format, fields: &[(&'static str, Value<'_>)]) {
+    write_record(out, format, |writer| {
+        for (name, value) in fields {
+            writer.value(name, value);
+        }
+    });
+}
+
+/// Writes a value's content: what goes after a JSON field's colon, or inside its XML element.
+fn write_value(out: &mut String, format: Format, value: &Value<'_>) {
+    match value {
+        Value::Str(text) => match format {
+            Format::Json => write_json_string(out, text),
+            Format::Xml => write_xml_text(out, text),
+        },
+        Value::Digits(number) => {
+            Fields::new(out, format).quoted(|out| out.push_str(itoa::Buffer::new().format(*number)));
+        }
+        Value::Time(at) => Fields::new(out, format).quoted(|out| push_time(out, *at)),
+        Value::Int(number) => out.push_str(itoa::Buffer::new().format(*number)),
+        Value::Object(fields) => write_object(out, format, fields),
+        Value::List { item, items } => {
+            Fields::new(out, format).elements(item, items, |out, format, element| {
+                write_value(out, format, element);
+            });
+        }
+        Value::Records { item, records } => {
+            Fields::new(out, format).elements(item, 0..records.count(), |out, format, index| {
+                write_record(out, format, |fields| records.write(index, fields));
+            });
+        }
+    }
+}
+
+/// Writes one object whose fields `write` writes: in JSON with its braces.
+fn write_record(out: &mut String, format: Format, write: impl FnOnce(&mut Fields<'_>)) {
+    let json = format == Format::Json;
+    if json {
+        out.push('{');
+    }
+    write(&mut Fields::new(out, format));
+    if json {
+        out.push('}');
+    }
 }
 
 #[cfg(test)]
@@ -386,7 +585,7 @@ mod tests {
         #[test]
         fn any_text_renders_as_well_formed_xml(text in "\\PC*|[\\x00-\\x7f]*|[\\u{fff0}-\\u{ffff}]*") {
             let mut out = String::new();
-            write_xml_element(&mut out, "Name", &Value::str(&text));
+            Fields::new(&mut out, Format::Xml).str("Name", &text);
             prop_assert!(out.chars().all(xml_allows), "{:?}", out);
             let inner = out.strip_prefix("<Name>").and_then(|rest| rest.strip_suffix("</Name>"));
             let back = quick_xml::escape::unescape(inner.unwrap_or_default()).unwrap();
@@ -420,7 +619,7 @@ mod tests {
 
     #[test]
     fn json_wraps_lists_and_keeps_types() {
-        let json = render_success(&sample(), Format::Json);
+        let json = render_success(sample(), Format::Json);
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["Code"], serde_json::json!(0));
         assert_eq!(parsed["Images"]["Image"][0]["ImageId"], "a<&>\"b");
@@ -429,7 +628,7 @@ mod tests {
 
     #[test]
     fn empty_lists_stay_wrapped() {
-        let body = Body {
+        let body = || Body {
             action: "DescribeImages",
             fields: vec![(
                 "Images",
@@ -439,14 +638,14 @@ mod tests {
                 },
             )],
         };
-        assert_eq!(render_success(&body, Format::Json), r#"{"Images":{"Image":[]}}"#);
-        assert!(render_success(&body, Format::Xml)
+        assert_eq!(render_success(body(), Format::Json), r#"{"Images":{"Image":[]}}"#);
+        assert!(render_success(body(), Format::Xml)
             .ends_with("<DescribeImagesResponse><Images></Images></DescribeImagesResponse>"));
     }
 
     #[test]
     fn xml_repeats_items_under_the_wrapper_and_escapes_text() {
-        let xml = render_success(&sample(), Format::Xml);
+        let xml = render_success(sample(), Format::Xml);
         assert_eq!(
             xml,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeImagesResponse><RequestId>R-1</RequestId>\
@@ -461,7 +660,7 @@ mod tests {
             action: "X",
             fields: vec![("Message", Value::str("a\u{1}b\n\"c\\"))],
         };
-        let json = render_success(&body, Format::Json);
+        let json = render_success(body, Format::Json);
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["Message"], "a\u{1}b\n\"c\\");
     }
@@ -500,7 +699,7 @@ mod tests {
 
     #[test]
     fn digits_and_times_are_strings_in_json_and_text_in_xml() {
-        let body = Body {
+        let body = || Body {
             action: "X",
             fields: vec![
                 ("Size", Value::Digits(18_446_744_073_709_551_615)),
@@ -511,12 +710,63 @@ mod tests {
             ],
         };
         assert_eq!(
-            render_success(&body, Format::Json),
+            render_success(body(), Format::Json),
             r#"{"Size":"18446744073709551615","At":"2026-12-04T17:02:03Z"}"#
         );
-        assert!(render_success(&body, Format::Xml).ends_with(
+        assert!(render_success(body(), Format::Xml).ends_with(
             "<XResponse><Size>18446744073709551615</Size><At>2026-12-04T17:02:03Z</At></XResponse>"
         ));
+    }
+
+    #[test]
+    fn records_write_what_the_same_tree_would() {
+        fn write_pair(pair: &(&str, u64), fields: &mut Fields<'_>) {
+            fields.str("Name", pair.0);
+            fields.list("Sizes", "Size", [pair.1, pair.1 + 1], |fields, size| {
+                fields.digits("Gib", size);
+            });
+            fields.int("Count", 7);
+        }
+        let pairs = [("a<\"b", 1), ("c", 40)];
+        let tree = || Body {
+            action: "X",
+            fields: vec![(
+                "Items",
+                Value::List {
+                    item: "Item",
+                    items: pairs
+                        .iter()
+                        .map(|(name, size)| {
+                            Value::Object(vec![
+                                ("Name", Value::str(*name)),
+                                (
+                                    "Sizes",
+                                    Value::List {
+                                        item: "Size",
+                                        items: vec![
+                                            Value::Object(vec![("Gib", Value::Digits(*size))]),
+                                            Value::Object(vec![("Gib", Value::Digits(size + 1))]),
+                                        ],
+                                    },
+                                ),
+                                ("Count", Value::Int(7)),
+                            ])
+                        })
+                        .collect(),
+                },
+            )],
+        };
+        let records = || Body {
+            action: "X",
+            fields: vec![("Items", Value::records("Item", &pairs, write_pair, 64))],
+        };
+        for format in [Format::Json, Format::Xml] {
+            assert_eq!(render_success(records(), format), render_success(tree(), format));
+        }
+        assert_eq!(
+            render_success(records(), Format::Json),
+            r#"{"Items":{"Item":[{"Name":"a<\"b","Sizes":{"Size":[{"Gib":"1"},{"Gib":"2"}]},"Count":7},{"Name":"c","Sizes":{"Size":[{"Gib":"40"},{"Gib":"41"}]},"Count":7}]}}"#
+        );
     }
 
     #[test]

@@ -47,24 +47,21 @@ pub async fn dispatch(
         Operation::CreateImage(request) => create(state, caller, request, request_id, format, now).await,
         Operation::DeleteImage(request) => {
             store.delete_image(account, &request.image_id).await?;
-            Ok(render_success(
-                &acknowledgement("DeleteImage", request_id),
-                format,
-            ))
+            Ok(render_success(acknowledgement("DeleteImage", request_id), format))
         }
         Operation::ModifyImageAttribute(request) => {
             store
                 .rename_image(account, &request.image_id, &request.image_name)
                 .await?;
             Ok(render_success(
-                &acknowledgement("ModifyImageAttribute", request_id),
+                acknowledgement("ModifyImageAttribute", request_id),
                 format,
             ))
         }
         Operation::DescribeImageInfos(request) => {
             let images = store.public_images(request.os_type.as_deref()).await?;
             Ok(render_success(
-                &describe_image_infos::response(request_id, &images),
+                describe_image_infos::response(request_id, &images),
                 format,
             ))
         }
@@ -79,7 +76,7 @@ pub async fn dispatch(
                 })
                 .await?;
             Ok(render_success(
-                &describe_self_images::response(request_id, &page),
+                describe_self_images::response(request_id, &page),
                 format,
             ))
         }
@@ -98,7 +95,7 @@ pub async fn dispatch(
                 request: shares.request,
             };
             Ok(render_success(
-                &describe_image_share_permission::response(request_id, &request.image_id, &accounts),
+                describe_image_share_permission::response(request_id, &request.image_id, &accounts),
                 format,
             ))
         }
@@ -107,7 +104,7 @@ pub async fn dispatch(
                 .modify_image_shares(account, &request.image_id, &request.add, &request.remove, now)
                 .await?;
             Ok(render_success(
-                &modify_image_share_permission::response(request_id),
+                modify_image_share_permission::response(request_id),
                 format,
             ))
         }
@@ -116,7 +113,7 @@ pub async fn dispatch(
         Operation::DescribeExportImageStatus(request) => {
             let status = store.export_status(account, &request.image_id).await?;
             Ok(render_success(
-                &describe_export_image_status::response(request_id, status),
+                describe_export_image_status::response(request_id, status),
                 format,
             ))
         }
@@ -130,7 +127,7 @@ pub async fn dispatch(
                 )
                 .await?;
             Ok(render_success(
-                &describe_export_image_info::response(request_id, &page),
+                describe_export_image_info::response(request_id, &page),
                 format,
             ))
         }
@@ -212,7 +209,7 @@ async fn import(
         .await?;
     transfers.wake();
     Ok(render_success(
-        &import_image::response(request_id, id.as_str()),
+        import_image::response(request_id, id.as_str()),
         format,
     ))
 }
@@ -251,7 +248,7 @@ async fn export(
         )
         .await?;
     transfers.wake();
-    Ok(render_success(&export_image::response(request_id, &url), format))
+    Ok(render_success(export_image::response(request_id, &url), format))
 }
 
 async fn describe(
@@ -278,7 +275,7 @@ async fn describe(
     };
     let page = state.store.describe_images(&query).await?;
     Ok(render_success(
-        &describe_images::response(request_id, &page),
+        describe_images::response(request_id, &page),
         format,
     ))
 }
@@ -339,7 +336,7 @@ async fn create(
         })
         .await?;
     Ok(render_success(
-        &create_image::response(request_id, created.id.as_str()),
+        create_image::response(request_id, created.id.as_str()),
         format,
     ))
 }

@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn response_uses_the_sdk_json_types() {
         let json: serde_json::Value =
-            serde_json::from_str(&render_success(&response("R-1", &page()), Format::Json)).unwrap();
+            serde_json::from_str(&render_success(response("R-1", &page()), Format::Json)).unwrap();
         assert_eq!(json["RequestId"], "R-1");
         assert!(json.get("Code").is_none());
         assert_eq!(
@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn xml_repeats_one_image_element_per_image() {
-        let xml = render_success(&response("R-1", &page()), Format::Xml);
+        let xml = render_success(response("R-1", &page()), Format::Xml);
         assert!(xml.contains("<DescribeExportImageInfoResponse>"), "{xml}");
         assert!(xml.contains("<TotalCount>12</TotalCount>"), "{xml}");
         assert_eq!(xml.matches("<Image>").count(), 2, "{xml}");
@@ -220,7 +220,7 @@ mod tests {
             request: parse(&[("PageNumber", "99")]).unwrap().page,
         };
         let json: serde_json::Value =
-            serde_json::from_str(&render_success(&response("R-1", &empty), Format::Json)).unwrap();
+            serde_json::from_str(&render_success(response("R-1", &empty), Format::Json)).unwrap();
         assert_eq!(json["Images"], serde_json::json!({"Image": []}));
         assert_eq!(json["TotalCount"], 12);
     }

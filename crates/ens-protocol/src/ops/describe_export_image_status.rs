@@ -73,13 +73,13 @@ mod tests {
     fn response_names_the_status_as_the_sdk_does() {
         for status in ExportStatus::ALL {
             let body = response("R-1", status);
-            let json: serde_json::Value = serde_json::from_str(&render_success(&body, Format::Json)).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&render_success(body, Format::Json)).unwrap();
             assert_eq!(
                 json,
                 serde_json::json!({"RequestId": "R-1", "ImageExportStatus": status.as_str()})
             );
         }
-        let xml = render_success(&response("R-1", ExportStatus::Exporting), Format::Xml);
+        let xml = render_success(response("R-1", ExportStatus::Exporting), Format::Xml);
         assert!(
             xml.contains("<ImageExportStatus>Exporting</ImageExportStatus>"),
             "{xml}"

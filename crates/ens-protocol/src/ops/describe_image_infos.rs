@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use ens_domain::Image;
 
-use super::describe_images::disk_device_mappings;
+use super::describe_images::{write_disk_device_mappings, IMAGE_BYTES};
 use super::optional;
 use crate::error::ApiError;
-use crate::render::{Body, Value};
+use crate::render::{Body, Fields, Value};
 
 /// A validated `DescribeImageInfos` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,31 +34,24 @@ impl DescribeImageInfosRequest {
     }
 }
 
-fn image_info(image: &Image) -> Value<'_> {
-    Value::Object(vec![
-        ("ImageId", Value::str(image.id.as_str())),
-        ("Description", Value::str(&image.description)),
-        ("ImageVersion", Value::str(&image.os_version)),
-        ("ImageSize", Value::Digits(image.size_gib)),
-        ("OSName", Value::str(&image.platform)),
-        ("OSType", Value::str(&image.os_type)),
-        ("ComputeType", Value::str(&image.compute_type)),
-        ("ImageOwnerAlias", Value::str("system")),
-        (
-            "RegionId",
-            Value::str(
-                image
-                    .nodes
-                    .first()
-                    .map(ens_domain::NodeId::as_str)
-                    .unwrap_or_default(),
-            ),
-        ),
-        (
-            "DiskDeviceMappings",
-            disk_device_mappings(&image.disk_device_mappings),
-        ),
-    ])
+fn write_image_info(image: &Image, fields: &mut Fields<'_>) {
+    fields.str("ImageId", image.id.as_str());
+    fields.str("Description", &image.description);
+    fields.str("ImageVersion", &image.os_version);
+    fields.digits("ImageSize", image.size_gib);
+    fields.str("OSName", &image.platform);
+    fields.str("OSType", &image.os_type);
+    fields.str("ComputeType", &image.compute_type);
+    fields.str("ImageOwnerAlias", "system");
+    fields.str(
+        "RegionId",
+        image
+            .nodes
+            .first()
+            .map(ens_domain::NodeId::as_str)
+            .unwrap_or_default(),
+    );
+    write_disk_device_mappings(fields, &image.disk_device_mappings);
 }
 
 /// `RequestId`, `Code` 0 and `Images.Image[]` (no pagination).
@@ -71,10 +64,7 @@ pub fn response<'a>(request_id: &'a str, images: &'a [Image]) -> Body<'a> {
             ("Code", Value::Int(0)),
             (
                 "Images",
-                Value::List {
-                    item: "Image",
-                    items: images.iter().map(image_info).collect(),
-                },
+                Value::records("Image", images, write_image_info, IMAGE_BYTES),
             ),
         ],
     }

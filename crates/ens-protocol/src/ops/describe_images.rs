@@ -7,7 +7,7 @@ use ens_domain::{DiskDeviceMapping, ImageId, ImageView, NodeId, Page, PageReques
 
 use super::{optional, page_request};
 use crate::error::ApiError;
-use crate::render::{Body, Value};
+use crate::render::{Body, Fields, Value};
 
 /// Documented default page size.
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
@@ -75,44 +75,38 @@ impl DescribeImagesRequest {
 }
 
 /// `DiskDeviceMappings` as the SDK models declare it (all strings, lower-case `imageId`).
-#[must_use]
-pub fn disk_device_mappings(disks: &[DiskDeviceMapping]) -> Value<'_> {
-    Value::List {
-        item: "DiskDeviceMapping",
-        items: disks
-            .iter()
-            .map(|disk| {
-                Value::Object(vec![
-                    ("Type", Value::str(&disk.disk_type)),
-                    ("Size", Value::Digits(disk.size_gib)),
-                    ("Format", Value::str(&disk.format)),
-                    ("imageId", Value::str(&disk.image_id)),
-                ])
-            })
-            .collect(),
-    }
+pub(crate) fn write_disk_device_mappings(fields: &mut Fields<'_>, disks: &[DiskDeviceMapping]) {
+    fields.list(
+        "DiskDeviceMappings",
+        "DiskDeviceMapping",
+        disks,
+        |fields, disk| {
+            fields.str("Type", &disk.disk_type);
+            fields.digits("Size", disk.size_gib);
+            fields.str("Format", &disk.format);
+            fields.str("imageId", &disk.image_id);
+        },
+    );
 }
 
-fn image_item(view: &ImageView) -> Value<'_> {
+/// About how many bytes one image of a page takes in either format, names and markup
+/// included: enough for the usual one, so that a page's buffer is allocated once.
+pub(crate) const IMAGE_BYTES: usize = 640;
+
+fn write_image(view: &ImageView, fields: &mut Fields<'_>) {
     let image = &view.image;
-    let mut fields = vec![
-        ("ImageId", Value::str(image.id.as_str())),
-        ("ImageName", Value::str(&image.name)),
-        ("ImageOwnerAlias", Value::str(view.alias.as_str())),
-        ("Architecture", Value::str(&image.architecture)),
-        ("Platform", Value::str(&image.platform)),
-        ("ImageSize", Value::Digits(image.size_gib)),
-        ("CreationTime", Value::Time(image.creation_time)),
-    ];
+    fields.str("ImageId", image.id.as_str());
+    fields.str("ImageName", &image.name);
+    fields.str("ImageOwnerAlias", view.alias.as_str());
+    fields.str("Architecture", &image.architecture);
+    fields.str("Platform", &image.platform);
+    fields.digits("ImageSize", image.size_gib);
+    fields.time("CreationTime", image.creation_time);
     if let Some(snapshot) = &image.snapshot_id {
-        fields.push(("SnapshotId", Value::str(snapshot)));
+        fields.str("SnapshotId", snapshot);
     }
-    fields.push(("RegionId", Value::str(view.region.as_str())));
-    fields.push((
-        "DiskDeviceMappings",
-        disk_device_mappings(&image.disk_device_mappings),
-    ));
-    Value::Object(fields)
+    fields.str("RegionId", view.region.as_str());
+    write_disk_device_mappings(fields, &image.disk_device_mappings);
 }
 
 /// The response body: `Code` 0, the page echo and `TotalCount` as integers, `Images.Image[]`.
@@ -125,10 +119,7 @@ pub fn response<'a>(request_id: &'a str, page: &'a Page<ImageView>) -> Body<'a> 
             ("Code", Value::Int(0)),
             (
                 "Images",
-                Value::List {
-                    item: "Image",
-                    items: page.items.iter().map(image_item).collect(),
-                },
+                Value::records("Image", &page.items, write_image, IMAGE_BYTES),
             ),
             ("PageNumber", Value::Int(i64::from(page.request.number.get()))),
             ("PageSize", Value::Int(i64::from(page.request.size.get()))),
@@ -228,7 +219,7 @@ mod tests {
             request: DescribeImagesRequest::from_params(&BTreeMap::new()).unwrap().page,
         };
         let json: serde_json::Value =
-            serde_json::from_str(&render_success(&response("R", &page), Format::Json)).unwrap();
+            serde_json::from_str(&render_success(response("R", &page), Format::Json)).unwrap();
         assert_eq!(json["Code"], 0);
         assert_eq!(json["TotalCount"], 1);
         assert_eq!(json["PageSize"], 10);

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use ens_domain::image::validate_resource_id;
 use ens_domain::{ImageView, Page, PageRequest};
 
-use super::describe_images::disk_device_mappings;
+use super::describe_images::{write_disk_device_mappings, IMAGE_BYTES};
 use super::{optional, page_request};
 use crate::error::ApiError;
-use crate::render::{Body, Value};
+use crate::render::{Body, Fields, Value};
 
 /// Documented default page size.
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
@@ -56,33 +56,27 @@ impl DescribeSelfImagesRequest {
     }
 }
 
-fn self_image(view: &ImageView) -> Value<'_> {
+fn write_self_image(view: &ImageView, fields: &mut Fields<'_>) {
     let image = &view.image;
-    let mut fields = vec![
-        ("ImageId", Value::str(image.id.as_str())),
-        ("ImageName", Value::str(&image.name)),
-        ("ImageOwnerAlias", Value::str(view.alias.as_str())),
-        ("Status", Value::str(image.status.as_str())),
-        ("Architecture", Value::str(&image.architecture)),
-        ("Platform", Value::str(&image.platform)),
-        ("OsVersion", Value::str(&image.os_version)),
-        ("ComputeType", Value::str(&image.compute_type)),
-        ("ImageSize", Value::Digits(image.size_gib)),
-        ("ImageStorageSize", Value::Digits(image.storage_size_gib())),
-    ];
+    fields.str("ImageId", image.id.as_str());
+    fields.str("ImageName", &image.name);
+    fields.str("ImageOwnerAlias", view.alias.as_str());
+    fields.str("Status", image.status.as_str());
+    fields.str("Architecture", &image.architecture);
+    fields.str("Platform", &image.platform);
+    fields.str("OsVersion", &image.os_version);
+    fields.str("ComputeType", &image.compute_type);
+    fields.digits("ImageSize", image.size_gib);
+    fields.digits("ImageStorageSize", image.storage_size_gib());
     if let Some(instance) = &image.instance_id {
-        fields.push(("InstanceId", Value::str(instance)));
+        fields.str("InstanceId", instance);
     }
     if let Some(snapshot) = &image.snapshot_id {
-        fields.push(("SnapshotId", Value::str(snapshot)));
+        fields.str("SnapshotId", snapshot);
     }
-    fields.push(("RegionId", Value::str(view.region.as_str())));
-    fields.push(("CreationTime", Value::Time(image.creation_time)));
-    fields.push((
-        "DiskDeviceMappings",
-        disk_device_mappings(&image.disk_device_mappings),
-    ));
-    Value::Object(fields)
+    fields.str("RegionId", view.region.as_str());
+    fields.time("CreationTime", image.creation_time);
+    write_disk_device_mappings(fields, &image.disk_device_mappings);
 }
 
 /// `RequestId`, `Code` 0, page counters **as strings** (as the SDK model declares), images.
@@ -98,10 +92,7 @@ pub fn response<'a>(request_id: &'a str, page: &'a Page<ImageView>) -> Body<'a> 
             ("TotalCount", Value::Digits(page.total_count)),
             (
                 "Images",
-                Value::List {
-                    item: "Image",
-                    items: page.items.iter().map(self_image).collect(),
-                },
+                Value::records("Image", &page.items, write_self_image, IMAGE_BYTES),
             ),
         ],
     }

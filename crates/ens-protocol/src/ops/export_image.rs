@@ -168,13 +168,13 @@ mod tests {
     #[test]
     fn response_carries_the_url_as_a_string() {
         let url = "https://exports-1.oss-cn-beijing.aliyuncs.com/m-5t4xwkfkbs0uxv0kymdb6uip7.qcow2";
-        let body = response("R-1", url);
-        let json: serde_json::Value = serde_json::from_str(&render_success(&body, Format::Json)).unwrap();
+        let body = || response("R-1", url);
+        let json: serde_json::Value = serde_json::from_str(&render_success(body(), Format::Json)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"RequestId": "R-1", "ExportedImageURL": url})
         );
-        let xml = render_success(&body, Format::Xml);
+        let xml = render_success(body(), Format::Xml);
         assert!(xml.contains("<ExportImageResponse>"), "{xml}");
         assert!(
             xml.contains(&format!("<ExportedImageURL>{url}</ExportedImageURL>")),

@@ -578,13 +578,13 @@ mod tests {
 
     #[test]
     fn response_has_request_id_and_image_id_only() {
-        let body = response("R-1", "m-5t4xwkfkbs0uxv0kymdb6uip7");
-        let json: Json = serde_json::from_str(&render_success(&body, Format::Json)).unwrap();
+        let body = || response("R-1", "m-5t4xwkfkbs0uxv0kymdb6uip7");
+        let json: Json = serde_json::from_str(&render_success(body(), Format::Json)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"RequestId": "R-1", "ImageId": "m-5t4xwkfkbs0uxv0kymdb6uip7"})
         );
-        let xml = render_success(&body, Format::Xml);
+        let xml = render_success(body(), Format::Xml);
         assert!(
             xml.contains("<ImportImageResponse><RequestId>R-1</RequestId><ImageId>m-5t4xwkfkbs0uxv0kymdb6uip7</ImageId></ImportImageResponse>"),
             "{xml}"
