@@ -70,12 +70,22 @@ impl Store {
                  WHERE used_nonces.expires_at <= $3 RETURNING digest"
             )
         };
-        let sql = claim(with, pairs);
+        // On PostgreSQL a claim commits without waiting for its WAL to reach the disk, as the
+        // embedded store writes its record without fsync: only a crash of the database
+        // itself can lose the last claims (README, "Design"). Image writes are unaffected.
+        let (with, pairs) = match self.dialect {
+            Dialect::Sqlite => (with.to_owned(), pairs.to_owned()),
+            Dialect::Postgres => (
+                format!("{with}WITH unflushed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "),
+                format!("{pairs}, unflushed"),
+            ),
+        };
+        let sql = claim(&with, &pairs);
         // The first statement carries the read model's marker: it commits after every
         // request of the batch arrived, which is all a marker needs (see `Markers`).
         let mut marker = self.read_model.statement_marker().map(|(channel, payload)| {
             let sql = claim(
-                "WITH marker AS MATERIALIZED (SELECT pg_notify($4, $5)) ",
+                &format!("{with}, marker AS MATERIALIZED (SELECT pg_notify($4, $5)) "),
                 &format!("{pairs}, marker"),
             );
             (sql, channel, payload)
