@@ -83,7 +83,9 @@ impl Store {
         let sql = claim(&with, &pairs);
         // The first statement carries the read model's marker: it commits after every
         // request of the batch arrived, which is all a marker needs (see `Markers`).
-        let mut marker = self.read_model.statement_marker().map(|(channel, payload)| {
+        let statement_marker = self.read_model.statement_marker();
+        let carried = statement_marker.as_ref().map(|(_, _, number)| *number);
+        let mut marker = statement_marker.map(|(channel, payload, _)| {
             let sql = claim(
                 &format!("{with}, marker AS MATERIALIZED (SELECT pg_notify($4, $5)) "),
                 &format!("{pairs}, marker"),
@@ -133,6 +135,9 @@ impl Store {
             );
         }
         session.commit().await?;
+        if let Some(number) = carried {
+            self.read_model.marker_arrival(number).await;
+        }
         Ok(won)
     }
 

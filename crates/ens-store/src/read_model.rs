@@ -394,9 +394,10 @@ impl ReadModel {
     }
 
     /// A marker for a statement this store is about to send to PostgreSQL, as
-    /// `(channel, payload)` for `pg_notify`: every request's nonce claim carries one, so
-    /// that a busy replica sends no marker of its own. `None` where the model is not in use.
-    pub(crate) fn statement_marker(&self) -> Option<(&'static str, String)> {
+    /// `(channel, payload, number)`, the first two for `pg_notify`: every request's nonce
+    /// claim carries one, so that a busy replica sends no marker of its own. `None` where the
+    /// model is not in use.
+    pub(crate) fn statement_marker(&self) -> Option<(&'static str, String, u64)> {
         let Feed::Postgres(markers) = &self.feed else {
             return None;
         };
@@ -404,7 +405,22 @@ impl ReadModel {
             return None;
         }
         let marker = markers.started.fetch_add(1, Ordering::AcqRel) + 1;
-        Some((CHANNEL, marker_payload(self.origin, marker)))
+        Some((CHANNEL, marker_payload(self.origin, marker), marker))
+    }
+
+    /// Waits until the listener has received marker `number` (at most [`MARKER_PATIENCE`],
+    /// and not at all while it is down). The nonce claims that carried it wait here once,
+    /// together, before their requests go on: each request then finds the model current
+    /// without a wait of its own, one wake-up instead of two.
+    pub(crate) async fn marker_arrival(&self, number: u64) {
+        let Feed::Postgres(markers) = &self.feed else {
+            return;
+        };
+        if !markers.live.load(Ordering::Acquire) {
+            return;
+        }
+        let mut received = markers.received.subscribe();
+        let _ = tokio::time::timeout(MARKER_PATIENCE, received.wait_for(|last| *last >= number)).await;
     }
 
     /// [`Self::ready`] where no wait is needed (SQLite); on PostgreSQL, whether it listens.
@@ -1066,7 +1082,7 @@ mod tests {
         let key = AccessKeyId::parse("AKALICE").unwrap();
         as_one_request(async {
             assert!(model.key_to_confirm(&key).is_none(), "nothing is held");
-            let (channel, claims_marker) = model.statement_marker().unwrap();
+            let (channel, claims_marker, _) = model.statement_marker().unwrap();
             assert_eq!(channel, CHANNEL);
             assert_eq!(
                 parse_payload(&claims_marker),
@@ -1086,12 +1102,43 @@ mod tests {
         assert!(markers.wanted.load(Ordering::Acquire) <= markers.started.load(Ordering::Acquire));
         as_one_request(async {
             model.key_to_confirm(&key);
-            let (_, first) = model.statement_marker().unwrap();
-            let (_, later) = model.statement_marker().unwrap();
+            let (_, first, _) = model.statement_marker().unwrap();
+            let (_, later, _) = model.statement_marker().unwrap();
             // Claims commit in any order: a later marker arriving first does as well.
             model.receive(&later);
             assert!(model.ready().await);
             model.receive(&first);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_waits_for_the_marker_it_carried_unless_nobody_listens() {
+        let model = ReadModel::for_postgres();
+        let Feed::Postgres(markers) = &model.feed else {
+            panic!("a PostgreSQL model has markers");
+        };
+        // Not listening: nothing will arrive, and nothing is waited for.
+        let idle = tokio::time::timeout(Duration::from_millis(50), model.marker_arrival(1)).await;
+        assert!(idle.is_ok());
+        markers.live.store(true, Ordering::Release);
+        let (_, payload, number) = model.statement_marker().unwrap();
+        let arrival = model.marker_arrival(number);
+        tokio::pin!(arrival);
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut arrival).await;
+        assert!(early.is_err(), "the marker has not arrived yet");
+        model.receive(&payload);
+        tokio::time::timeout(Duration::from_millis(50), arrival)
+            .await
+            .unwrap();
+        // The requests of the batch then find the model current without a wait.
+        as_one_request(async {
+            set_request_freshness(Freshness::Since {
+                origin: model.origin,
+                marker: number,
+            });
+            let ready = tokio::time::timeout(Duration::from_millis(50), model.ready()).await;
+            assert_eq!(ready.ok(), Some(true));
         })
         .await;
     }
