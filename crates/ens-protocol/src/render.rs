@@ -451,14 +451,7 @@ impl<'o> Fields<'o> {
 
     /// Writes `content` between quotes in JSON, bare in XML.
     fn quoted(&mut self, content: impl FnOnce(&mut String)) {
-        let json = self.format == Format::Json;
-        if json {
-            self.out.push('"');
-        }
-        content(self.out);
-        if json {
-            self.out.push('"');
-        }
+        write_quoted(self.out, self.format, content);
     }
 
     /// The inside of a wrapped list: JSON `{"item":[e,e]}`, XML `<item>e</item>` repeated;
@@ -514,9 +507,11 @@ fn write_value(out: &mut String, format: Format, value: &Value<'_>) {
             Format::Xml => write_xml_text(out, text),
         },
         Value::Digits(number) => {
-            Fields::new(out, format).quoted(|out| out.push_str(itoa::Buffer::new().format(*number)));
+            write_quoted(out, format, |out| {
+                out.push_str(itoa::Buffer::new().format(*number))
+            });
         }
-        Value::Time(at) => Fields::new(out, format).quoted(|out| push_time(out, *at)),
+        Value::Time(at) => write_quoted(out, format, |out| push_time(out, *at)),
         Value::Int(number) => out.push_str(itoa::Buffer::new().format(*number)),
         Value::Object(fields) => write_object(out, format, fields),
         Value::List { item, items } => {
@@ -529,6 +524,18 @@ fn write_value(out: &mut String, format: Format, value: &Value<'_>) {
                 write_record(out, format, |fields| records.write(index, fields));
             });
         }
+    }
+}
+
+/// Writes `content` between quotes in JSON, bare in XML.
+fn write_quoted(out: &mut String, format: Format, content: impl FnOnce(&mut String)) {
+    let json = format == Format::Json;
+    if json {
+        out.push('"');
+    }
+    content(out);
+    if json {
+        out.push('"');
     }
 }
 
